@@ -14,10 +14,9 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-"$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch + torchaudio of matching versions; ComfyUI users already have them.
 if ! "$VPY" -c "import torch, torchaudio" >/dev/null 2>&1; then
-  "$VPY" -m pip install -q "torch==${TORCH_VERSION:-2.9.1}" "torchaudio==${TORCHAUDIO_VERSION:-2.9.*}"
+  "$VPY" -m pip install -q "torch==${TORCH_VERSION:-2.9.1}" "torchaudio==${TORCHAUDIO_VERSION:-2.9.*}" 2> >(grep -v "is ignored: it is neither" >&2)
 fi
-"$VPY" -m pip install -q -r requirements-dev.txt
+"$VPY" -m pip install -q -r requirements-dev.txt 2> >(grep -v "is ignored: it is neither" >&2)
 echo "environment ready: .venv ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"
