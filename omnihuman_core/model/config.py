@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
+from ..config import ModelConfig
 from ..errors import InputError
 
 AUDIO_MODES = ("branch", "cross_attention")
@@ -21,8 +22,10 @@ def default_rope_axes(head_dim: int) -> tuple[int, int, int]:
 
 
 @dataclass
-class MMDiTConfig:
+class MMDiTConfig(ModelConfig):
     """Shape of the System 1 MMDiT. The defaults are the `demo` model."""
+
+    LABEL: ClassVar[str] = "MMDiT"
 
     # Latent space: channels of the VAE latent (the model adds one mask channel on input).
     latent_channels: int = 16
@@ -109,24 +112,7 @@ class MMDiTConfig:
         d["rope_axes"] = list(self.resolved_rope_axes)
         return d
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MMDiTConfig":
-        """Inverse of `to_dict`; unknown keys are an error (they mean a different or newer model)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                f"MMDiTConfig does not know the key(s) {unknown}; known keys are {sorted(known)}. "
-                "The weights were probably saved by a different model type or a newer version."
-            )
-        return cls(**dict(data))
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "MMDiTConfig":
-        """A named preset (`tiny`, `demo`, `base`) with optional field overrides."""
-        if name not in PRESETS:
-            raise InputError(f"unknown MMDiT preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
 
 
 # Presets hold only what differs from the dataclass defaults (= demo).

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ModelConfig
 from ..errors import InputError
 from .base import TextEncoder, check_prompts, is_null_prompt
 
@@ -25,8 +26,10 @@ VOCAB_SIZE = 259
 
 
 @dataclass
-class BuiltinTextConfig:
+class BuiltinTextConfig(ModelConfig):
     """Shape of the built-in text encoder. The defaults are the `demo` model."""
+
+    LABEL: ClassVar[str] = "built-in text encoder"
 
     dim: int = 256
     depth: int = 4
@@ -53,27 +56,8 @@ class BuiltinTextConfig:
         if problems:
             raise InputError("invalid BuiltinTextConfig: " + "; ".join(problems))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BuiltinTextConfig":
-        """Inverse of `to_dict`; unknown keys are an error (they mean a different or newer model)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                f"BuiltinTextConfig does not know the key(s) {unknown}; known keys are {sorted(known)}. "
-                "The weights were probably saved by a different model type or a newer version."
-            )
-        return cls(**dict(data))
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "BuiltinTextConfig":
-        """A named preset (`tiny`, `demo`) with optional field overrides."""
-        if name not in PRESETS:
-            raise InputError(f"unknown built-in text encoder preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
 
 
 # Presets hold only what differs from the dataclass defaults (= demo, ~3.3 M parameters, feeding an

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ModelConfig
 from ..errors import InputError
 from .base import VideoVAE
 
@@ -37,8 +38,10 @@ LOGVAR_RANGE = (-30.0, 20.0)
 # Config
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class CausalVAEConfig:
+class CausalVAEConfig(ModelConfig):
     """Shape of the causal VAE. The defaults are the `demo` model."""
+
+    LABEL: ClassVar[str] = "VAE"
 
     latent_channels: int = 16
     # Channels of each resolution level, full resolution first. Between consecutive levels the
@@ -86,31 +89,8 @@ class CausalVAEConfig:
     def temporal_factor(self) -> int:
         return 2 ** sum(self.temporal_downsample)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples as lists)."""
-        d = dataclasses.asdict(self)
-        d["channels"] = list(self.channels)
-        d["temporal_downsample"] = list(self.temporal_downsample)
-        return d
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CausalVAEConfig":
-        """Inverse of `to_dict`; unknown keys are an error (they mean a different or newer model)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                f"CausalVAEConfig does not know the key(s) {unknown}; known keys are {sorted(known)}. "
-                "The weights were probably saved by a different model type or a newer version."
-            )
-        return cls(**dict(data))
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "CausalVAEConfig":
-        """A named preset (`tiny`, `demo`) with optional field overrides."""
-        if name not in PRESETS:
-            raise InputError(f"unknown VAE preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
 
 
 # Presets hold only what differs from the dataclass defaults (= demo).
