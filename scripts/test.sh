@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if command -v node >/dev/null 2>&1 && [ -d tests/web ]; then
-  node --test tests/web/
+shopt -s nullglob
+web_tests=(tests/web/*.test.mjs)
+if command -v node >/dev/null 2>&1 && [ ${#web_tests[@]} -gt 0 ]; then
+  node --test "${web_tests[@]}"
 else
   echo "note: node not found; skipping the widget tests in tests/web"
 fi
