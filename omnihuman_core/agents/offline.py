@@ -1,0 +1,117 @@
+"""The offline System 2: a deterministic fallback planner that needs no network and no model.
+
+Speaking vs. idle comes from the audio's speech spans; actions, expressions and framing come from
+the user's prompt by simple rules (clauses in order, keywords). It makes every pipeline runnable
+without an endpoint; it does not reason like the Analyzer and Planner do, and says so in the
+schedule (`planner.kind = "offline"`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from ..schedule import SCHEDULE_VERSION, Schedule, Shot
+from .audio_facts import segment_table
+from .inputs import PlanInputs
+
+OFFLINE_VERSION = "offline-1"  # bump when the rules change (recorded in the schedule)
+OFFLINE_NOTE = ("fallback plan from the deterministic offline planner (no LLM): speaking and idle from the "
+                "audio's speech spans, actions from the prompt by simple rules")
+
+# keyword (regex) -> expression; the first match in the prompt wins
+EXPRESSIONS = (
+    (r"\b(happy|smil\w*|joy\w*|cheer\w*|laugh\w*)", "cheerful, warm smile"),
+    (r"\b(sad|cry\w*|tear\w*|grie\w*|melanchol\w*)", "sad, downcast eyes"),
+    (r"\b(angr\w*|furious|rage|annoyed)", "angry, furrowed brow"),
+    (r"\b(surpris\w*|shock\w*|astonish\w*)", "surprised, wide eyes"),
+    (r"\b(confus\w*|puzzl\w*)", "confused, slightly tilted head"),
+    (r"\b(excit\w*|enthusias\w*|energetic)", "excited, bright eyes"),
+    (r"\b(calm|relax\w*|gentle|soft)", "calm, relaxed"),
+    (r"\b(serious|stern|focus\w*)", "serious, focused"),
+    (r"\b(nervous|anxious|worri\w*)", "nervous, glancing around"),
+)
+CAMERAS = (
+    (r"close[- ]?up", "close-up"),
+    (r"medium (close[- ]?up|shot)", "medium shot"),
+    (r"full[- ]body|wide shot", "wide full-body shot"),
+    (r"zoom(s|ing)? in|push(es|ing)? in", "slow push-in"),
+    (r"zoom(s|ing)? out|pull(s|ing)? (back|out)", "slow pull-back"),
+    (r"\bpan", "slow pan"),
+)
+DEFAULT_CAMERA = "static camera"
+_CLAUSES = re.compile(r"(?:->|→|;|\n|(?<=[.!?])\s+|,?\s+\bthen\b\s+|,?\s+\band then\b\s+)", re.I)
+
+
+def prompt_clauses(prompt: str) -> list[str]:
+    """The user's prompt cut into successive behaviours ('waves, then smiles. Points' -> 3 clauses)."""
+    parts = [p.strip(" ,.;") for p in _CLAUSES.split(prompt or "") if p and p.strip(" ,.;")]
+    # "Takes out a letter" reads as "The character takes out a letter"; "I" and "TV" stay as they are.
+    return [p[0].lower() + p[1:] if p[1].islower() else p for p in parts if len(p) > 1]
+
+
+def _match(table, text: str, default: str | None) -> str | None:
+    for pattern, value in table:
+        if re.search(pattern, text, re.I):
+            return value
+    return default
+
+
+class OfflinePlanner:
+    """Deterministic: the same inputs always give the same schedule, byte for byte."""
+
+    def plan(self, inputs: PlanInputs, segments: Sequence, fps: float, grid: dict | None = None) -> Schedule:
+        rows = segment_table(inputs.facts, [seg.time_span(fps) for seg in segments])
+        clauses = prompt_clauses(inputs.prompt)
+        speaking_rows = [r for r in rows if r["speaking"]]
+        levels = [r["loudness_db"] for r in speaking_rows if r["loudness_db"] is not None]
+        typical = float(np.median(levels)) if levels else None
+        base_expression = _match(EXPRESSIONS, inputs.prompt, None)
+        camera = _match(CAMERAS, inputs.prompt, DEFAULT_CAMERA)
+
+        # Clauses go to the speaking segments in order; with more clauses than segments, several
+        # share one, with fewer, each clause holds for a run of segments.
+        n_speak = len(speaking_rows)
+        assigned: dict[int, str] = {}
+        if clauses and n_speak:
+            for j, r in enumerate(speaking_rows):
+                lo, hi = j * len(clauses) // n_speak, max(j * len(clauses) // n_speak + 1, (j + 1) * len(clauses) // n_speak)
+                assigned[r["segment"]] = ", then ".join(clauses[lo:hi])
+        elif clauses:  # no speech at all: the prompt's behaviours play out over the silent segments
+            for j, r in enumerate(rows):
+                assigned[r["segment"]] = clauses[min(len(clauses) - 1, j * len(clauses) // len(rows))]
+
+        shots = []
+        for seg, r in zip(segments, rows):
+            a, b = seg.time_span(fps)
+            loud = r["loudness_db"]
+            emphatic = typical is not None and loud is not None and loud > typical + 3.0
+            quiet = typical is not None and loud is not None and loud < typical - 3.0
+            if r["speaking"]:
+                action = assigned.get(r["segment"]) or (
+                    "speaks emphatically with expressive hand gestures" if emphatic else
+                    "speaks softly with small gestures" if quiet else "talks with natural hand gestures")
+                if "rising" in r["pitch_trend"]:
+                    action += ", raises eyebrows as if asking"
+                expression = base_expression or ("animated, engaged" if emphatic else "friendly, engaged")
+                why = f"speech in {r['speech']:.0%} of the segment"
+            else:
+                action = assigned.get(r["segment"]) or "listens quietly, blinks, small natural head movements"
+                expression = base_expression or "attentive, relaxed"
+                why = "no speech in this segment" if r["speech"] == 0 else f"mostly silent ({r['speech']:.0%} speech)"
+            verb = "speaking" if r["speaking"] else "silent"
+            prompt = f"The character {action}, {expression}, {verb}. {camera[:1].upper() + camera[1:]}."
+            shots.append(Shot(a, b, speaking=bool(r["speaking"]), expression=expression, action=action,
+                              camera=camera, prompt=prompt, rationale=f"offline rule: {why}"))
+
+        analysis = {
+            "source": "offline", "speech_content": inputs.transcript or "unknown", "user_prompt": inputs.prompt,
+            "audio_facts": inputs.facts.to_dict(),
+        }
+        return Schedule(
+            fps=float(fps), duration=inputs.duration, shots=shots, version=SCHEDULE_VERSION, grid=grid,
+            analysis=analysis, rationale=OFFLINE_NOTE,
+            planner={"kind": "offline", "version": OFFLINE_VERSION, "note": OFFLINE_NOTE, "inputs": inputs.fingerprint()},
+        )
