@@ -121,6 +121,12 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
     p.add_argument("--work-dir", type=Path, help="keep finished segments here (resume after a crash)")
     p.add_argument("--out", required=True, type=Path, help="output .mp4")
+    try:  # System 2 options: --schedule, --reflect and the --llm-* endpoint settings
+        from .agents.cli import add_generate_arguments
+    except ImportError:
+        pass
+    else:
+        add_generate_arguments(p)
     p.set_defaults(func=_cmd_generate)
 
 
@@ -159,12 +165,29 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         solver=args.solver, reference_mode=args.reference_mode, delta=args.delta, short_side=args.short_side,
     )
     settings.validate()  # bad numbers fail here, before any file is loaded
+    schedule_path = getattr(args, "schedule", None)
+    if schedule_path is not None and (args.prompt is not None or args.prompts_file):
+        raise InputError("give either --schedule or --prompt / --prompts-file, not both: the schedule's shots are the prompts")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else None
+    hook = None
+    if schedule_path is not None or getattr(args, "reflect", False):
+        # The schedule is validated against the audio and snapped to the render grid, and the LLM
+        # endpoint for Reflection is checked, before any model is loaded.
+        from .agents.cli import reflection_from_args, schedule_prompts_from_args
+        from .audio import load_audio
+        from .media import load_image
+        from .pipeline.segments import frame_count, plan_segments
+
+        sound = load_audio(args.audio)
+        segments = plan_segments(frame_count(sound.duration, settings.fps), settings.segment_frames,
+                                 settings.motion_frames)
+        schedule, prompts, _notes = schedule_prompts_from_args(args, segments, settings.fps, sound.duration)
+        hook = reflection_from_args(args, schedule, load_image(args.image), fps=settings.fps, out_path=args.out)
     renderer = Renderer.from_files(weights, vae, text, args.audio_encoder, device=device, dtype=dtype, settings=settings)
     bar = _ProgressBar()
     result = generate(renderer, args.image, args.audio, prompts, out_path=args.out, seed=args.seed,
-                      work_dir=args.work_dir, progress=bar)
+                      work_dir=args.work_dir, progress=bar, reflection=hook)
     bar.close()
     print(f"wrote {result.path}")
     return 0

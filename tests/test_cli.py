@@ -61,3 +61,19 @@ def test_bad_input_exits_2_with_a_message(files, capsys, extra, message):
 def test_init_refuses_base(tmp_path, capsys):
     assert main(["init", "--preset", "base", "--out", str(tmp_path / "b.safetensors")]) == 2
     assert "meta device" in capsys.readouterr().err
+
+
+def test_plan_offline_then_generate_with_the_schedule(files):
+    plan = files / "plan.json"
+    assert main(["plan", "--image", str(files / "img.png"), "--audio", str(files / "a.wav"),
+                 "--prompt", "she waves", "--offline", "--segment-frames", "17", "--out", str(plan)]) == 0
+    out = files / "scheduled.mp4"
+    assert _generate(files, "--schedule", str(plan), "--out", str(out)) == 0
+    assert probe_video(out)["frames"] == round(1.3 * 24)
+
+
+def test_schedule_and_prompt_together_is_refused(files, capsys):
+    plan = files / "plan.json"
+    plan.write_text("{}")
+    assert _generate(files, "--schedule", str(plan), "--prompt", "x", "--out", str(files / "b.mp4")) == 2
+    assert "either --schedule or --prompt" in capsys.readouterr().err
