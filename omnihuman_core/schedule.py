@@ -526,9 +526,11 @@ class Schedule:
                     f"neighbours and was merged into them (one prompt per segment)"
                 )
         grid = dict(checked.grid or {})
-        if segments:
-            grid = {"segment_frames": max(seg.end - seg.start for seg in segments),
-                    "motion_frames": segments[1].motion_frames if len(segments) > 1 else grid.get("motion_frames", 0)}
+        if len(segments) > 1:  # the first segment is a full pass: its length is the setting
+            grid = {"segment_frames": segments[0].end - segments[0].start, "motion_frames": segments[1].motion_frames}
+        elif segments:  # audio shorter than one pass says nothing about the setting: keep the plan's
+            grid = {"segment_frames": grid.get("segment_frames", segments[0].render_frames),
+                    "motion_frames": grid.get("motion_frames", 0)}
         out = replace(checked, shots=shots, fps=fps, duration=duration, grid=grid)
         return out, notes
 

@@ -236,3 +236,17 @@ def test_defaults_are_not_shared():
     a.meta["x"] = 1
     b = Schedule.from_dict({"version": 1, "fps": 24, "duration": 1, "shots": [{"start": 0, "end": 1}]})
     assert b.planner == {} and b.meta == {}
+
+
+def test_normalize_keeps_a_valid_grid_for_audio_shorter_than_one_segment():
+    from omnihuman_core.pipeline.segments import plan_segments
+    from omnihuman_core.schedule import Schedule
+
+    fps, duration = 24, 3.0
+    segments = plan_segments(round(duration * fps), 121, 5)
+    plan = Schedule.from_dict({"version": 1, "fps": fps, "duration": duration,
+                               "shots": [{"start": 0.0, "end": duration, "speaking": True, "prompt": "talks"}]})
+    out, _ = plan.normalize(segments, fps, duration)
+    grid = out.grid
+    plan_segments(72, grid["segment_frames"], grid["motion_frames"])  # a grid the renderer accepts
+    assert (grid["segment_frames"] - 1) % 4 == 0
