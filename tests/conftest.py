@@ -1,4 +1,4 @@
-"""Shared test setup for this folder."""
+"""Shared test setup for the whole suite."""
 
 import pytest
 import torch
