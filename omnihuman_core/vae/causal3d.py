@@ -9,7 +9,8 @@ convolution's last input frames forward (`chunk_latent_frames=`) with the same r
 Temporal down/upsampling keeps the first frame alone, as in the Wan / HunyuanVideo causal VAEs:
 the encoder duplicates frame 0 and folds pairs of frames into channels ((x0, x0), (x1, x2), ...),
 the decoder unfolds channels into pairs of frames and drops the duplicate. `1 + 4k` frames thus
-map to `1 + k` latent frames and back, exactly.
+map to `1 + k` latent frames and back, exactly. Every resampling step also has a parameter-free
+shortcut (DC-AE style), which is what makes the small model trainable in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -98,10 +99,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Unit tests: ~0.14 M parameters, milliseconds per call on 9 x 16 x 16 clips.
     "tiny": dict(latent_channels=4, channels=(8, 8, 16, 16), decoder_extra_res_blocks=0),
     # Trainable on a 2-core CPU at 128x128 px (16 x 16 x 16 latents): ~2.7 M parameters; one AdamW
-    # step on 2 clips of 9 x 64 x 64 px (random crops; the model is fully convolutional) takes ~0.5 s,
-    # so 20-30 min is ~3000 steps. Encoding a 121-frame 128x128 clip takes ~2.6 s, decoding ~5-6 s.
-    # A 32-channel full-resolution level (32/64/64/64) was 2.7x slower per step: full-resolution
-    # convolutions dominate the cost, the narrow first level is where the budget is saved.
+    # step on 2 clips of 9 x 64 x 64 px (random crops; the model is fully convolutional) takes
+    # ~0.5 s, 1 clip of 17 x 128 x 128 ~2.5 s, so 20-30 min is ~3000 small steps. A 121-frame
+    # 128x128 clip encodes in ~3 s and decodes in ~5 s with chunk_latent_frames=8 (one pass: ~6-8 s,
+    # ~1.5 GB peak). A 32-channel full-resolution level (32/64/64/64) was 2.7x slower per step:
+    # full-resolution convolutions dominate the cost, so the first level is kept narrow.
     "demo": dict(),
 }
 
@@ -203,21 +205,40 @@ def _first_chunk(module: nn.Module, cache: StreamCache | None) -> bool:
     return first
 
 
-def _init_time_fold(conv: CausalConv3d, in_groups: int, out_groups: int, scale: float) -> None:
-    """Start a fold/unfold convolution as pure averaging (encoder) or frame repetition (decoder)."""
-    c = min(conv.in_channels // in_groups, conv.out_channels // out_groups)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        eye = torch.eye(c, dtype=conv.weight.dtype, device=conv.weight.device) * scale
-        for i in range(in_groups):
-            for o in range(out_groups):
-                # Last temporal tap = the current frame: the start is purely local in time.
-                conv.weight[o * c : (o + 1) * c, i * c : (i + 1) * c, -1, 0, 0] = eye
+def _resize_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Parameter-free channel change: average groups of channels down, or repeat channels up."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c % channels == 0:
+        b, _, *rest = x.shape
+        return x.reshape(b, channels, c // channels, *rest).mean(dim=2)
+    return x.repeat_interleave(channels // c, dim=1)
 
 
+def _shortcut_ok(c_in: int, c_out: int) -> bool:
+    return c_in % c_out == 0 or c_out % c_in == 0
+
+
+def _fold_time(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, 2t, H, W] -> [B, 2C, t, H, W]: each pair of frames side by side in channels."""
+    b, c, t, h, w = x.shape
+    return x.reshape(b, c, t // 2, 2, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 2 * c, t // 2, h, w)
+
+
+def _unfold_time(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `_fold_time`: [B, 2C, t, H, W] -> [B, C, 2t, H, W]."""
+    b, c2, t, h, w = x.shape
+    return x.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
+
+
+# Every resampling step below adds a parameter-free shortcut (average-pool down, repeat up) to its
+# learned path, as in DC-AE (Chen et al. 2024, "residual autoencoding"): the untrained VAE already
+# passes a blurred copy of the input through the latent and back, so training refines detail instead
+# of first discovering how to move colour through eight resampling layers. Without them a small VAE
+# sat at "predict grey" for hundreds of CPU steps.
 class Downsample(nn.Module):
-    """Halve H and W (strided conv) and, optionally, time (fold frame pairs into channels, first frame alone)."""
+    """Halve H and W and, optionally, time (fold frame pairs into channels, first frame alone)."""
 
     def __init__(self, channels: int, temporal: bool, device=None, dtype=None):
         super().__init__()
@@ -226,24 +247,23 @@ class Downsample(nn.Module):
         self.temporal = temporal
         if temporal:
             self.time_conv = CausalConv3d(2 * channels, channels, (3, 1, 1), **fk)
-            _init_time_fold(self.time_conv, in_groups=2, out_groups=1, scale=0.5)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x = self.spatial(x)
+        b, c, t, h, w = x.shape
+        # 2x2 average pool by reshape: avg_pool3d has no bf16 CPU kernel.
+        x = self.spatial(x) + x.reshape(b, c, t, h // 2, 2, w // 2, 2).mean(dim=(4, 6))
         if not self.temporal:
             return x
         if _first_chunk(self, cache):
             # Frame 0 pairs with itself, so it becomes latent frame 0 alone: (x0, x0), (x1, x2), ...
             x = torch.cat([x[:, :, :1], x], dim=2)
-        b, c, t, h, w = x.shape
-        if t % 2:
+        if x.shape[2] % 2:
             raise InputError(
-                f"a temporal chunk reached a 2x downsample with {t} frames: the first chunk must hold "
+                f"a temporal chunk reached a 2x downsample with {x.shape[2]} frames: the first chunk must hold "
                 "1 + 4k frames and every later one a multiple of 4 (use CausalVideoVAE.encode's chunking)"
             )
-        # [B, C, (t 2), H, W] -> [B, (2 C), t, H, W]
-        x = x.reshape(b, c, t // 2, 2, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b, 2 * c, t // 2, h, w)
-        return self.time_conv(x, cache)
+        pair_mean = 0.5 * (x[:, :, 0::2] + x[:, :, 1::2])
+        return self.time_conv(_fold_time(x), cache) + pair_mean
 
 
 class Upsample(nn.Module):
@@ -255,21 +275,20 @@ class Upsample(nn.Module):
         self.temporal = temporal
         if temporal:
             self.time_conv = CausalConv3d(in_channels, 2 * in_channels, (3, 1, 1), **fk)
-            _init_time_fold(self.time_conv, in_groups=1, out_groups=2, scale=1.0)
         # Nearest upsampling then a conv that also reduces channels: cheaper than convolving at full
         # width on the doubled grid.
         self.spatial = nn.Conv3d(in_channels, out_channels, (1, 3, 3), padding=(0, 1, 1), **fk)
+        self.out_channels = out_channels
+        self.shortcut = _shortcut_ok(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         if self.temporal:
-            x = self.time_conv(x, cache)
-            b, c2, t, h, w = x.shape
-            c = c2 // 2
-            x = x.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
+            x = _unfold_time(self.time_conv(x, cache) + x.repeat(1, 2, 1, 1, 1))  # + both frames = input
             if _first_chunk(self, cache):
                 x = x[:, :, 1:]  # latent frame 0 decodes to video frame 0 alone
         x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-        return self.spatial(x)
+        out = self.spatial(x)
+        return out + _resize_channels(x, self.out_channels) if self.shortcut else out
 
 
 class _MidBlock(nn.Module):
@@ -308,6 +327,8 @@ class CausalEncoder(nn.Module):
         self.mid = _MidBlock(prev, cfg.mid_attention, eps, **fk)
         self.norm_out = ChannelRMSNorm(prev, eps, **fk)
         self.conv_out = CausalConv3d(prev, 2 * cfg.latent_channels, 3, **fk)
+        self.latent_channels = cfg.latent_channels
+        self.shortcut = _shortcut_ok(prev, cfg.latent_channels)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         x = self.conv_in(x, cache)
@@ -317,7 +338,12 @@ class CausalEncoder(nn.Module):
             if level.down is not None:
                 x = level.down(x, cache)
         x = self.mid(x, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), cache)
+        moments = self.conv_out(F.silu(self.norm_out(x)), cache)
+        if self.shortcut:
+            # Shortcut into the mean only: the features, channel-averaged down to the latent width.
+            mean, logvar = moments.chunk(2, dim=1)
+            moments = torch.cat([mean + _resize_channels(x, self.latent_channels), logvar], dim=1)
+        return moments
 
 
 class CausalDecoder(nn.Module):
@@ -329,6 +355,7 @@ class CausalDecoder(nn.Module):
         ch, eps = cfg.channels, cfg.norm_eps
         n_blocks = cfg.res_blocks + cfg.decoder_extra_res_blocks
         self.conv_in = CausalConv3d(cfg.latent_channels, ch[-1], 3, **fk)
+        self.shortcut = _shortcut_ok(cfg.latent_channels, ch[-1])
         self.mid = _MidBlock(ch[-1], cfg.mid_attention, eps, **fk)
         self.levels = nn.ModuleList()
         prev = ch[-1]
@@ -347,6 +374,8 @@ class CausalDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         x = self.conv_in(z, cache)
+        if self.shortcut:
+            x = x + _resize_channels(z, x.shape[1])  # the latent repeated up to the decoder width
         x = self.mid(x, cache)
         for level in self.levels:
             for block in level.blocks:

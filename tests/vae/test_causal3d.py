@@ -170,3 +170,15 @@ def test_still_video_gives_still_latent(tiny_vae):
     frame = torch.rand(1, 3, 1, 16, 16) * 2 - 1
     z = vae.encode(frame.expand(-1, -1, 9, -1, -1))
     torch.testing.assert_close(z[:, :, 1:], z[:, :, :1].expand_as(z[:, :, 1:]), atol=1e-5, rtol=0)
+
+
+def test_time_fold_round_trip():
+    from omnihuman_core.vae.causal3d import _fold_time, _unfold_time
+
+    x = torch.arange(2 * 3 * 4 * 1 * 1, dtype=torch.float32).reshape(2, 3, 4, 1, 1)
+    folded = _fold_time(x)
+    assert folded.shape == (2, 6, 2, 1, 1)
+    # Channels hold (first frame of the pair, second frame of the pair), each C wide.
+    torch.testing.assert_close(folded[:, :3, 1], x[:, :, 2])
+    torch.testing.assert_close(folded[:, 3:, 1], x[:, :, 3])
+    torch.testing.assert_close(_unfold_time(folded), x)
