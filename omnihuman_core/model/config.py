@@ -31,9 +31,9 @@ class MMDiTConfig(ModelConfig):
     latent_channels: int = 16
     # Patch (t, h, w) in latent cells; (1, 2, 2) is what Wan / HunyuanVideo / Seaweed use.
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    hidden: int = 384
-    depth: int = 6
-    heads: int = 6
+    hidden: int = 256
+    depth: int = 4
+    heads: int = 4
     mlp_ratio: float = 4.0
     # Feature sizes of the conditions: built-in text encoder (256), mel front end (80 mels x 5 frames).
     text_dim: int = 256
@@ -119,11 +119,11 @@ class MMDiTConfig(ModelConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     # Unit tests: ~0.4 M parameters, runs in milliseconds.
     "tiny": dict(latent_channels=4, hidden=64, depth=2, heads=2, text_dim=32, audio_dim=24),
-    # Trainable on a 2-core CPU in about an hour at 128x128 px (16x16 latents -> 64 tokens per latent frame):
-    # ~45 M parameters, ~11 GFLOP per forward for a 17-frame clip (5 latent frames + pseudo last frame).
-    # Width 384 rather than 256 on purpose: per-op overheads and weight streaming are a fixed cost per
-    # layer, so the wider model spends a larger share of its time in matmuls (forward FLOP/s vs
-    # torch.matmul FLOP/s at batch 2: ~0.65 vs ~0.58 for width 256, with model.perf.tune_cpu_allocator()).
+    # The shipped demo model: trained on the synthetic world on a 2-core CPU (docs/TRAINING.md). 128x128 px
+    # -> 16x16 latents -> 64 tokens per latent frame; ~13 M parameters (26 MB in fp16, so the four demo
+    # files fit the 40 MB budget), ~0.3 s per training sample (forward + backward) at 33 frames.
+    # Width 256 x depth 4 rather than 384 x 6: 3.4x fewer parameters for the same wall time per sample
+    # would be ideal, but per-op overheads dominate at this size (192 x 4 is no faster than 256 x 4).
     "demo": dict(),
     # Paper scale, Seaweed-7B-like trunk (hidden 3584, 32 layers, head dim 128); built only on the meta
     # device to report parameters and FLOPs. Text: umT5-XXL features (4096). Audio: wav2vec2-large
