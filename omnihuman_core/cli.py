@@ -106,17 +106,21 @@ def _add_generate_parser(sub) -> None:
                    "(default: models/demo/text_encoder.safetensors)")
     p.add_argument("--audio-encoder", default="mel", help="mel (weightless) or a local wav2vec2 / Whisper folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--shift", type=float, default=d.shift)
-    p.add_argument("--fps", type=float, default=d.fps)
-    p.add_argument("--short-side", type=int, default=d.short_side, help="output short side in pixels")
-    p.add_argument("--segment-frames", type=int, default=d.segment_frames)
-    p.add_argument("--motion-frames", type=int, default=d.motion_frames)
-    p.add_argument("--text-scale", type=float, default=d.text_scale)
-    p.add_argument("--audio-scale", type=float, default=d.audio_scale)
-    p.add_argument("--solver", default=d.solver, choices=("euler", "heun"))
-    p.add_argument("--reference-mode", default=d.reference_mode, choices=("pseudo_last_frame", "reference", "none"))
-    p.add_argument("--delta", type=float, default=d.delta, help="latent frames between the clip and the pseudo last frame")
+    # None = the model file's own render settings (render_defaults in its metadata), else RenderSettings'.
+    model_default = " (default: the model's own setting, else {})"
+    p.add_argument("--steps", type=int, help="sampler steps" + model_default.format(d.steps))
+    p.add_argument("--shift", type=float, help="flow shift" + model_default.format(d.shift))
+    p.add_argument("--fps", type=float, help="frames per second" + model_default.format(d.fps))
+    p.add_argument("--short-side", type=int, help="output short side in pixels" + model_default.format(d.short_side))
+    p.add_argument("--segment-frames", type=int, help="frames per segment" + model_default.format(d.segment_frames))
+    p.add_argument("--motion-frames", type=int, help="frames carried between segments" + model_default.format(d.motion_frames))
+    p.add_argument("--text-scale", type=float, help="text guidance" + model_default.format(d.text_scale))
+    p.add_argument("--audio-scale", type=float, help="audio guidance" + model_default.format(d.audio_scale))
+    p.add_argument("--solver", choices=("euler", "heun"), help="ODE solver" + model_default.format(d.solver))
+    p.add_argument("--reference-mode", choices=("pseudo_last_frame", "reference", "none"),
+                   help="how the image conditions the video" + model_default.format(d.reference_mode))
+    p.add_argument("--delta", type=float, help="latent frames between the clip and the pseudo last frame"
+                   + model_default.format(d.delta))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
     p.add_argument("--work-dir", type=Path, help="keep finished segments here (resume after a crash)")
@@ -135,8 +139,6 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "models" / "demo"
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     """The whole job: validate, load, render segment by segment, write the MP4."""
-    import dataclasses
-
     import torch
 
     from .pipeline.generate import Renderer, generate
@@ -159,8 +161,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prompts = [line.strip() for line in args.prompts_file.read_text().splitlines() if line.strip()]
     elif args.prompt is not None:
         prompts = args.prompt
-    settings = dataclasses.replace(
-        RenderSettings(), fps=args.fps, segment_frames=args.segment_frames, motion_frames=args.motion_frames,
+    settings = RenderSettings.for_model(
+        weights, fps=args.fps, segment_frames=args.segment_frames, motion_frames=args.motion_frames,
         steps=args.steps, shift=args.shift, text_scale=args.text_scale, audio_scale=args.audio_scale,
         solver=args.solver, reference_mode=args.reference_mode, delta=args.delta, short_side=args.short_side,
     )

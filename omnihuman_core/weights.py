@@ -32,7 +32,7 @@ def save_safetensors(
     state_dict: Mapping[str, torch.Tensor],
     kind: str,
     config: dict,
-    extra: Mapping[str, str] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> Path:
     """Write `state_dict` with its kind and config; written to a temp file then renamed (atomic)."""
     from safetensors.torch import save_file
@@ -40,7 +40,8 @@ def save_safetensors(
     path = Path(path)
     metadata = {_KIND: kind, _CONFIG: json.dumps(config, sort_keys=True), _FORMAT: FORMAT_VERSION}
     for key, value in (extra or {}).items():
-        metadata[str(key)] = str(value)
+        # safetensors metadata is str -> str; structured values go in as JSON so they read back as data.
+        metadata[str(key)] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     # safetensors refuses shared or non-contiguous storage; tied weights are cloned on purpose.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,10 @@ class Renderer:
         settings: RenderSettings | None = None,
         vae_dtype: torch.dtype | None = None,
     ) -> "Renderer":
-        """Load the MMDiT and VAE from their safetensors files and build the encoders from their specs."""
+        """Load the MMDiT and VAE from their safetensors files and build the encoders from their specs.
+
+        `settings` None = the model file's own render settings (`RenderSettings.for_model`).
+        """
         from ..audio import load_audio_encoder
         from ..model import MMDiT, MMDiTConfig
         from ..text import load_text_encoder
@@ -127,7 +130,7 @@ class Renderer:
             "audio_encoder": _spec_identity(audio_encoder_spec),
         }
         return cls(model.eval(), vae.eval(), text_encoder.eval() if hasattr(text_encoder, "eval") else text_encoder,
-                   audio_encoder, device, dtype, settings or RenderSettings(), identity)
+                   audio_encoder, device, dtype, settings or RenderSettings.for_model(model_path), identity)
 
     # ---- checks --------------------------------------------------------------------------------------
     def spatial_multiple(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -96,6 +97,19 @@ class RenderSettings:
         return dataclasses.asdict(self)
 
     @classmethod
+    def for_model(cls, model_path: str | os.PathLike | None, **overrides: Any) -> "RenderSettings":
+        """The model's native settings (its file's `render_defaults`), then every override that is not None.
+
+        A model trained at 128 px on 33-frame windows renders badly at the 480p / 121-frame defaults, so
+        the trainer records what it was trained for and callers only override what the user set.
+        """
+        base = dataclasses.asdict(cls())
+        if model_path is not None:
+            base.update(model_render_defaults(model_path))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(base)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RenderSettings":
         """Inverse of `to_dict`; unknown keys are an InputError naming the known ones."""
         known = {f.name for f in dataclasses.fields(cls)}
@@ -103,3 +117,29 @@ class RenderSettings:
         if unknown:
             raise InputError(f"unknown render setting(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(data))
+
+
+# Metadata key of a model file's native render settings (written by the trainer's export).
+RENDER_DEFAULTS_KEY = "render_defaults"
+
+
+def model_render_defaults(model_path: str | os.PathLike) -> dict[str, Any]:
+    """The render settings stored in an MMDiT file's metadata ({} when it has none).
+
+    Unknown keys are ignored (a newer trainer may record more), so an old pack still loads new files.
+    """
+    import json
+
+    from ..weights import read_metadata
+
+    raw = read_metadata(model_path).get(RENDER_DEFAULTS_KEY)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    known = {f.name for f in dataclasses.fields(RenderSettings)}
+    return {k: v for k, v in data.items() if k in known}
