@@ -14,7 +14,7 @@ def _args(argv):
 def test_parser_defaults():
     args = _args([])
     assert args.rounds == 15 and args.only is None and not args.quick and args.gpu_tflops == 989.0
-    assert set(BENCHMARKS) == {"block", "matmul", "audio", "pseudo", "chain", "base"}
+    assert set(BENCHMARKS) == {"block", "matmul", "audio", "pseudo", "chain", "base", "render"}
 
 
 def test_quick_base_and_pseudo_print_their_rows(capsys):
@@ -43,3 +43,10 @@ def test_format_table_marks_skips():
 
     table = format_table([Row("block", "ratio", None, "<= 1.00", None, "SKIP: diffusers missing")])
     assert "SKIP" in table
+
+
+def test_render_reports_skip_without_models(tmp_path, capsys):
+    # No model files: a SKIP row naming them, not a crash (the shipped demo models may be absent in a checkout).
+    assert run_bench(_args(["--only", "render", "--models", str(tmp_path)])) == 0
+    out = capsys.readouterr().out
+    assert "SKIP" in out and "mmdit.safetensors" in out
