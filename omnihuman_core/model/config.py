@@ -48,6 +48,9 @@ class MMDiTConfig(ModelConfig):
     # Timestep embedding: sinusoid of `timestep_scale * t` with `timestep_freq_dim` features.
     timestep_freq_dim: int = 256
     timestep_scale: float = 1000.0
+    # Extra latent channels concatenated to `x` before patchify (`forward(..., cond=)`): 0 for System 1;
+    # the super-resolution model (upscale/) feeds the low-res video's latent here.
+    cond_channels: int = 0
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -62,6 +65,8 @@ class MMDiTConfig(ModelConfig):
         for name in ("latent_channels", "hidden", "depth", "heads", "text_dim", "audio_dim", "timestep_freq_dim"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.cond_channels, bool) or not isinstance(self.cond_channels, int) or self.cond_channels < 0:
+            problems.append(f"cond_channels must be an integer >= 0, got {self.cond_channels!r}")
         if self.timestep_freq_dim % 2:
             problems.append(f"timestep_freq_dim must be even, got {self.timestep_freq_dim}")
         if self.heads >= 1 and self.hidden % self.heads:
@@ -99,6 +104,11 @@ class MMDiTConfig(ModelConfig):
     def in_channels(self) -> int:
         """Channels of the model input `x`: latent channels + the mask channel."""
         return self.latent_channels + 1
+
+    @property
+    def embed_channels(self) -> int:
+        """Channels the patch embedding reads: `x`'s channels plus the cond channels."""
+        return self.in_channels + self.cond_channels
 
     @property
     def patch_volume(self) -> int:

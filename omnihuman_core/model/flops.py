@@ -30,7 +30,7 @@ def forward_flops(config: MMDiTConfig, video_tokens: int, text_tokens: int, audi
     nv, nt, na = video_tokens, text_tokens, audio_tokens
     branch_mode = c.audio_mode == "branch"
 
-    f = _linear(nv, c.in_channels * c.patch_volume, h)
+    f = _linear(nv, c.embed_channels * c.patch_volume, h)
     f += _linear(nt, c.text_dim, h) + _linear(nt, h, h)
     f += _linear(na, c.audio_dim, h) + _linear(na, h, h)
     f += _linear(1, c.timestep_freq_dim, h) + _linear(1, h, h)

@@ -73,7 +73,7 @@ class MMDiT(nn.Module):
         self.config = config
         c = config
         kw = dict(operations=operations, device=device, dtype=dtype)
-        self.patch_embed = operations.Linear(c.in_channels * c.patch_volume, c.hidden, device=device, dtype=dtype)
+        self.patch_embed = operations.Linear(c.embed_channels * c.patch_volume, c.hidden, device=device, dtype=dtype)
         self.text_embed = TokenEmbed(c.text_dim, c.hidden, **kw)
         self.audio_embed = TokenEmbed(c.audio_dim, c.hidden, **kw)
         self.time_embed = TimestepEmbedding(c.hidden, c.timestep_freq_dim, c.timestep_scale, **kw)
@@ -121,7 +121,7 @@ class MMDiT(nn.Module):
         return [p for n, p in self.named_parameters() if branch_of_param(n) == branch]
 
     # ---- forward --------------------------------------------------------------------------------
-    def _check_inputs(self, x, timestep, text, audio, frame_positions, text_mask) -> None:
+    def _check_inputs(self, x, timestep, text, audio, frame_positions, text_mask, cond) -> None:
         c = self.config
         pt, ph, pw = c.patch_size
         if x.dim() != 5 or x.shape[1] != c.in_channels:
@@ -130,6 +130,18 @@ class MMDiT(nn.Module):
                 f"channel), got {tuple(x.shape)}"
             )
         B, _, T, H, W = x.shape
+        if c.cond_channels and cond is None:
+            raise InputError(
+                f"this MMDiT has cond_channels={c.cond_channels}: pass cond [B, {c.cond_channels}, t, h, w] "
+                "(e.g. the low-res latent of the super-resolution model)"
+            )
+        if not c.cond_channels and cond is not None:
+            raise InputError("this MMDiT has cond_channels=0 and takes no cond; pass cond=None")
+        if cond is not None and tuple(cond.shape) != (B, c.cond_channels, T, H, W):
+            raise InputError(
+                f"cond must be [B, cond_channels, t, h, w] = {(B, c.cond_channels, T, H, W)} (the grid of x), "
+                f"got {tuple(cond.shape)}"
+            )
         if T % pt or H % ph or W % pw:
             raise InputError(f"latent size (t={T}, h={H}, w={W}) must be divisible by the patch size {c.patch_size}")
         if timestep.dim() > 1 or (timestep.dim() == 1 and timestep.shape[0] not in (1, B)):
@@ -187,15 +199,20 @@ class MMDiT(nn.Module):
         *,
         frame_positions: torch.Tensor,
         text_mask: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity `[B, C, t_all, h, w]` for `x` `[B, C + 1, t_all, h, w]` (latents + mask channel).
 
         `audio` `[B, t_audio <= t_all, A, audio_dim]` covers the first t_audio latent frames (None = no audio
         tokens; the null audio condition is all zeros). `text_mask` False = padded / dropped token.
+        `cond` `[B, cond_channels, t_all, h, w]`: required iff `config.cond_channels > 0`; concatenated to `x`
+        (after the mask channel) before patchify.
         """
         timestep = torch.as_tensor(timestep, device=x.device)
-        self._check_inputs(x, timestep, text, audio, frame_positions, text_mask)
+        self._check_inputs(x, timestep, text, audio, frame_positions, text_mask, cond)
         c = self.config
+        if cond is not None:
+            x = torch.cat([x, cond.to(device=x.device, dtype=x.dtype)], dim=1)
         B, Cin, T, H, W = x.shape
         pt, ph, pw = c.patch_size
         tp, hp, wp = T // pt, H // ph, W // pw
