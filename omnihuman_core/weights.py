@@ -62,7 +62,9 @@ def _sniff(path: Path) -> None:
         raise WeightsError(f"weights file {path} is empty or truncated ({size} bytes); download or copy it again")
     with open(path, "rb") as f:
         head = f.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # A safetensors header length whose low byte is 0x80 also starts with 0x80: the JSON brace at byte 8
+    # is what tells the two apart.
+    if head[:2] == b"PK" or (head[:1] == b"\x80" and head[8:9] != b"{"):
         raise WeightsError(
             f"{path} is a pickle / PyTorch checkpoint (.pt/.ckpt/.bin). This library never unpickles "
             "files (they can run code). Convert it once in a trusted environment with "

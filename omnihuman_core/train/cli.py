@@ -1,0 +1,177 @@
+"""`python -m omnihuman_core train {vae,mmdit,demo} ...` (argparse only at import; torch loads when a command runs).
+
+Every command resumes from its --work folder: rerun the same command after a crash, Ctrl-C or a
+--max-minutes pause and it continues where it stopped. Under torchrun the same commands train on several
+processes (docs/TRAINING.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+EXPORT_DTYPES = ("float16", "bfloat16", "float32")
+
+# What the demo MMDiT is trained for and renders best at (written into its file as `render_defaults`,
+# read by RenderSettings.for_model): 128 px, 33-frame segments (its training windows), 5 motion frames,
+# few steps with a low shift (a 16x16-latent model needs less time at high noise than 480p ones).
+DEMO_RENDER_DEFAULTS = {
+    "fps": 24.0, "segment_frames": 33, "motion_frames": 5, "short_side": 128, "steps": 20, "shift": 3.0,
+    "text_scale": 4.0, "audio_scale": 4.0, "delta": 4.0,
+}
+
+
+def command_line() -> str:
+    """The command being run, as a user would type it (recorded in the exported files)."""
+    return "python -m omnihuman_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _budget_args(p, steps_help: str = "optimiser steps (total over resumes)") -> None:
+    p.add_argument("--steps", type=int, default=0, help=steps_help + "; 0 = until --minutes")
+    p.add_argument("--minutes", type=float, default=0.0, help="training time in total over resumes; 0 = until --steps")
+    p.add_argument("--max-minutes", type=float, help="stop THIS invocation after this long with a checkpoint "
+                   "(rerun to continue)")
+
+
+def _common_args(p) -> None:
+    p.add_argument("--data", required=True, type=Path, help="dataset folder (docs/SYNTH.md layout: "
+                   "<clip>/video.mp4 + audio.wav + caption.txt)")
+    p.add_argument("--out", required=True, type=Path, help="output .safetensors")
+    p.add_argument("--work", required=True, type=Path, help="checkpoint + log folder; a rerun resumes from it")
+    p.add_argument("--preset", default="demo", help="model preset: tiny | demo (default demo)")
+    p.add_argument("--batch-size", type=int, help="clips per step and process")
+    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--warmup", type=int, help="learning-rate warm-up steps")
+    p.add_argument("--ema-decay", type=float, help="EMA decay of the exported weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (also every 10 min)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available; torchrun: one GPU per process)")
+    p.add_argument("--export-dtype", default="float16", choices=EXPORT_DTYPES, help="dtype of the written weights")
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train the VAE, the MMDiT stages, or the whole demo model set")
+    tsub = p.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+
+    v = tsub.add_parser("vae", help="train the causal video VAE (L1 + motion L1 + small KL), set its latent stats")
+    _common_args(v)
+    _budget_args(v)
+    v.add_argument("--frames", type=int, default=9, help="video frames per training window, 1 + 4k (default 9)")
+    v.add_argument("--crop", type=int, default=64, help="square crop in px, a multiple of 8 (default 64)")
+    v.add_argument("--kl-weight", type=float, default=1e-6)
+    v.add_argument("--motion-weight", type=float, default=0.5, help="weight of the frame-difference L1")
+    v.add_argument("--max-clips", type=int, default=400, help="clips decoded into RAM (default 400)")
+    v.set_defaults(func=_cmd_vae)
+
+    m = tsub.add_parser("mmdit", help="train one MMDiT stage: base (text+video), stage1 (all branches), stage2 (merged)")
+    _common_args(m)
+    _budget_args(m)
+    m.add_argument("--stage", required=True, choices=("base", "stage1", "stage2"),
+                   help="MM-branch warm-up stage (docs/TRAINING.md)")
+    m.add_argument("--vae", required=True, type=Path, help="the trained VAE (.safetensors); encodes the latent cache")
+    m.add_argument("--init", type=Path, help="stage1: the base MMDiT to start from")
+    m.add_argument("--base", type=Path, help="stage2: the base MMDiT (text, video and shared branches)")
+    m.add_argument("--stage1", type=Path, help="stage2: the stage-1 MMDiT (its audio branch)")
+    m.add_argument("--text-encoder", type=Path, help="stage1/stage2: the base stage's text encoder "
+                   "(default: text_encoder.safetensors next to --init / --base)")
+    m.add_argument("--text-out", type=Path, help="base: where to write the jointly trained text encoder "
+                   "(default: text_encoder.safetensors next to --out)")
+    m.add_argument("--text-preset", default=None, help="base: built-in text encoder preset (default: --preset)")
+    m.add_argument("--audio-mode", choices=("branch", "cross_attention"), default="branch",
+                   help="audio fusion: the paper's branch, or the cross-attention ablation")
+    m.add_argument("--recipe-reference-mode", choices=("pseudo_last_frame", "reference", "none"),
+                   default="pseudo_last_frame", help="image conditioning in training (ablations: reference, none)")
+    m.add_argument("--frames", type=int, default=33, help="video frames per training window, 1 + 4k (default 33)")
+    m.add_argument("--windows-per-clip", type=int, default=2, help="cached windows per clip (default 2)")
+    m.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
+    m.add_argument("--cache", type=Path, help="latent cache folder (default: WORK/../latent_cache; shared by stages)")
+    m.add_argument("--cache-minutes", type=float, help="stop encoding new clips into the cache after this long")
+    m.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model with FSDP (large configs)")
+    m.set_defaults(func=_cmd_mmdit)
+
+    d = tsub.add_parser("demo", help="rebuild the shipped demo models: dataset, VAE, cache, base, stage1, "
+                        "stage2, upscaler, export")
+    d.add_argument("--data", required=True, type=Path, help="dataset folder (written with the synthetic world if missing)")
+    d.add_argument("--out", required=True, type=Path, help="output folder for the four .safetensors (models/demo)")
+    d.add_argument("--work", required=True, type=Path, help="work folder (checkpoints, caches, logs); reruns resume")
+    d.add_argument("--minutes-total", type=float, default=120.0, help="wall-clock budget of the whole run (default 120)")
+    d.add_argument("--sr-data", type=Path, help="high-resolution dataset for the upscaler (written if missing; "
+                   "default: DATA_sr256 next to --data)")
+    d.add_argument("--cache-clips", type=int, default=0, help="clips in the MMDiT latent cache (0 = all)")
+    d.set_defaults(func=_cmd_demo)
+
+
+def _dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
+
+
+def _train_config(args, **defaults):
+    from .loop import TrainConfig
+
+    values = dict(defaults)
+    for key in ("batch_size", "lr", "warmup", "ema_decay"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    return TrainConfig(steps=args.steps, minutes=args.minutes, log_every=args.log_every, ckpt_every=args.ckpt_every,
+                       seed=args.seed, **values)
+
+
+def _finish(result, written) -> int:
+    if result.status == "interrupted":
+        return 130
+    if written is not None:
+        print(f"wrote {written} ({result.step} steps, {result.minutes:.1f} min, final loss {result.final_loss})")
+    return 0
+
+
+def _cmd_vae(args: argparse.Namespace) -> int:
+    from . import distributed as D
+    from .vae import VAESettings, train_vae
+
+    config = _train_config(args, lr=4e-4, warmup=100, batch_size=4, ema_decay=0.999)
+    settings = VAESettings(preset=args.preset, frames=args.frames, crop=args.crop, kl_weight=args.kl_weight,
+                           motion_weight=args.motion_weight, max_clips=args.max_clips)
+    dist = D.setup(args.device)
+    try:
+        result, written = train_vae(args.data, args.out, args.work, settings, config, max_minutes=args.max_minutes,
+                                    dist=dist, export_dtype=_dtype(args.export_dtype),
+                                    extra={"training_command": command_line()})
+    finally:
+        D.cleanup(dist)
+    return _finish(result, written)
+
+
+def _cmd_mmdit(args: argparse.Namespace) -> int:
+    from . import distributed as D
+    from .mmdit import MMDiTSettings, train_mmdit
+
+    settings = MMDiTSettings(
+        stage=args.stage, preset=args.preset, text_preset=args.text_preset or args.preset, audio_mode=args.audio_mode,
+        reference_mode=args.recipe_reference_mode, frames=args.frames, windows_per_clip=args.windows_per_clip,
+        max_clips=args.max_clips)
+    config = _train_config(args, **settings.default_train_config())
+    dist = D.setup(args.device)
+    try:
+        result, written = train_mmdit(
+            args.data, args.vae, args.out, args.work, settings, config, init=args.init, base=args.base,
+            stage1=args.stage1, text_encoder=args.text_encoder, text_out=args.text_out, cache_dir=args.cache,
+            cache_minutes=args.cache_minutes, max_minutes=args.max_minutes, fsdp=args.fsdp, dist=dist,
+            export_dtype=_dtype(args.export_dtype), extra={"training_command": command_line()})
+    finally:
+        D.cleanup(dist)
+    if written:
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 130 if result.status == "interrupted" else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    if args.sr_data is None:
+        args.sr_data = args.data.with_name(args.data.name + "_sr256")
+    return int(run_demo(args) or 0)

@@ -1,0 +1,312 @@
+"""The MMDiT training objective: flow matching under the paper's conditioning recipe (METHOD §5-§7).
+
+- Flow matching (sampling/flow.py): `x_t = (1 - t) x0 + t noise`, the model predicts `noise - x0`;
+  t ~ logit-normal(mean, std) per sample, which puts most of the training where the velocity is
+  hardest to predict (mid noise) and little at the trivial ends.
+- Pseudo last frame (paper §3.3): the model is never shown a reference image. It is conditioned, each
+  at random, on the window's ground-truth FIRST latent frames (what continuation pins at inference)
+  and on a real FUTURE frame of the same clip `delta` latent frames past the window's end (`last_latent`)
+  at exactly the slot and RoPE position where inference puts the user's reference image. Dropping each
+  condition at random (p_first_frames, p_drop_last) makes each work alone: the first segment of a
+  render has no motion frames, and the "none" ablation has no extra frame.
+- The model input is built by the sampler's own `SegmentConditions`, so a sample's x, mask channel and
+  frame_positions in training are exactly what `sampling.sample_segment` feeds the model for the same
+  conditions (tests/train/test_objective.py compares them call for call). Pinned frames are inputs, not
+  predictions: they are excluded from the loss, as the sampler excludes them from the ODE.
+- Guidance needs the null conditions, so dropout produces exactly the sampler's: a dropped caption is
+  the empty prompt (the encoder's null text: zero features, `text_mask` all False) and dropped audio is
+  all zeros. Stage "base" (the text+video model) gets `audio=None`, no audio tokens at all.
+
+Every random choice (flags, timesteps, noise) comes from the caller's CPU generator, drawn in a fixed
+order and amount whatever the recipe and stage, so a seed reproduces a run and ablations that share a
+seed see the same timesteps and noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import InputError
+from ..sampling.conditioning import DEFAULT_DELTA, REFERENCE_MODES, SegmentConditions
+from ..sampling.denoise import _model_place, make_noise
+from ..sampling.flow import noised, velocity_target
+from ..text.builtin import BuiltinTextEncoder
+from .stages import FULL_SCHEDULE, JOINT_SCHEDULE, check_stage, uses_audio
+
+# Batch key holding the extra clean frame of each reference mode ("none" has none).
+EXTRA_FRAME_KEY = {"pseudo_last_frame": "last_latent", "reference": "reference_latent"}
+
+
+@dataclass
+class Recipe(ModelConfig):
+    """Conditioning, dropout and timestep distribution of one MMDiT training run (saved with it)."""
+
+    LABEL: ClassVar[str] = "training recipe"
+
+    # "pseudo_last_frame" (the paper), "reference" (reference image at position 0, an ablation),
+    # "none" (no extra frame, an ablation). The same name the renderer's settings use.
+    reference_mode: str = "pseudo_last_frame"
+    # Probability of pinning the window's first `motion_latent_frames` latent frames (continuation).
+    p_first_frames: float = 0.5
+    # 2 latent frames = the 5 motion video frames the chainer carries over (RenderSettings.motion_frames).
+    motion_latent_frames: int = 2
+    # Probability of dropping the pseudo last frame (or the reference in the "reference" ablation).
+    p_drop_last: float = 0.1
+    p_drop_text: float = 0.1
+    p_drop_audio: float = 0.2
+    # Latent frames from the window's last frame to the pseudo last frame; must equal the distance the
+    # data took `last_latent` from (the latent cache's delta) and the renderer's delta.
+    delta: float = DEFAULT_DELTA
+    logit_normal_mean: float = 0.0
+    logit_normal_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.reference_mode not in REFERENCE_MODES:
+            problems.append(f"reference_mode must be one of {REFERENCE_MODES}, got {self.reference_mode!r}")
+        for name in ("p_first_frames", "p_drop_last", "p_drop_text", "p_drop_audio"):
+            p = getattr(self, name)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                problems.append(f"{name} must be a probability in [0, 1], got {p!r}")
+        m = self.motion_latent_frames
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            problems.append(f"motion_latent_frames must be an integer >= 0, got {m!r}")
+        elif m == 0 and isinstance(self.p_first_frames, (int, float)) and self.p_first_frames > 0:
+            problems.append("p_first_frames > 0 needs motion_latent_frames >= 1 (2 = the chainer's 5 motion frames)")
+        for name, low in (("delta", 0.0), ("logit_normal_std", 0.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
+                problems.append(f"{name} must be a number > 0, got {v!r}")
+        mean = self.logit_normal_mean
+        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+            problems.append(f"logit_normal_mean must be a finite number, got {mean!r}")
+        if problems:
+            raise InputError("invalid training Recipe: " + "; ".join(problems))
+
+    def render_defaults(self, temporal_factor: int = 4) -> dict[str, Any]:
+        """The RenderSettings a model trained with this recipe must be sampled with (for its file's
+        `render_defaults`): the same reference mode, delta and motion-frame count."""
+        m = self.motion_latent_frames
+        return {"reference_mode": self.reference_mode, "delta": float(self.delta),
+                "motion_frames": 1 + (m - 1) * temporal_factor if m else 0}
+
+
+# ---- random choices -----------------------------------------------------------------------------------
+def sample_timesteps(n: int, mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
+    """`[n]` float32 flow times, logit-normal(mean, std): sigmoid of a normal, so always in (0, 1)."""
+    return torch.sigmoid(mean + std * torch.randn(n, generator=generator, dtype=torch.float32))
+
+
+@dataclass
+class Draws:
+    """Every random choice of one training step, per sample (`[B]` each, `noise` `[B, C, t, h, w]`)."""
+
+    timestep: torch.Tensor  # float32 flow time t in (0, 1)
+    noise: torch.Tensor  # float32
+    pin_first: torch.Tensor  # bool: the first motion_latent_frames are clean, pinned and not trained
+    extra_frame: torch.Tensor  # bool: the pseudo last frame (or reference) is appended
+    drop_text: torch.Tensor  # bool: null text
+    drop_audio: torch.Tensor  # bool: null audio
+
+
+def draw(batch: Mapping[str, Any], recipe: Recipe, generator: torch.Generator) -> Draws:
+    """The step's random choices. The amount drawn depends only on the latent shape, never on the
+    recipe or the stage, so runs that differ only in those see the same noise and timesteps."""
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise InputError("flow_matching_loss needs a CPU torch.Generator (noise is drawn on the CPU, as in sampling)")
+    latents = batch["latents"]
+    B = latents.shape[0]
+    u = torch.rand(B, 4, generator=generator, dtype=torch.float64)
+    t = sample_timesteps(B, recipe.logit_normal_mean, recipe.logit_normal_std, generator)
+    noise = make_noise(latents.shape, generator=generator)
+    return Draws(
+        timestep=t,
+        noise=noise,
+        pin_first=(u[:, 0] < recipe.p_first_frames) & (recipe.motion_latent_frames > 0),
+        extra_frame=(u[:, 1] >= recipe.p_drop_last) & (recipe.reference_mode != "none"),
+        drop_text=u[:, 2] < recipe.p_drop_text,
+        drop_audio=u[:, 3] < recipe.p_drop_audio,
+    )
+
+
+# ---- inputs -------------------------------------------------------------------------------------------
+def _inner(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (FSDP2 shards in place: already the module)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def encode_captions(text_encoder: nn.Module, captions: list[str], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, mask) as `TextEncoder.encode` gives them. A built-in encoder being trained is run
+    through its `forward` (the wrapper's, if DDP-wrapped: that is where DDP hooks in); a frozen one
+    without autograd."""
+    inner = _inner(text_encoder)
+    if isinstance(inner, BuiltinTextEncoder) and any(p.requires_grad for p in inner.parameters()):
+        ids, mask = inner.tokenizer(captions)
+        mask = mask.to(inner.device)
+        return inner._finish(text_encoder(ids, mask), mask, device, dtype)
+    with torch.no_grad():
+        return inner.encode(captions, device=device, dtype=dtype)
+
+
+def _check_batch(batch: Mapping[str, Any], recipe: Recipe, stage: str) -> None:
+    """Shapes and keys, named, before any model work."""
+    latents = batch.get("latents")
+    if not isinstance(latents, torch.Tensor) or latents.dim() != 5:
+        got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise InputError(f"batch['latents'] must be a [B, C, t, h, w] tensor, got {got}")
+    B, C, t, h, w = latents.shape
+    m = recipe.motion_latent_frames
+    if recipe.p_first_frames > 0 and t <= m:
+        raise InputError(f"training windows of {t} latent frames leave nothing to generate after pinning "
+                         f"motion_latent_frames={m}; use longer windows or fewer motion frames")
+    key = EXTRA_FRAME_KEY.get(recipe.reference_mode)
+    if key is not None:
+        extra = batch.get(key)
+        if not isinstance(extra, torch.Tensor) or tuple(extra.shape) != (B, C, 1, h, w):
+            got = tuple(extra.shape) if isinstance(extra, torch.Tensor) else type(extra).__name__
+            raise InputError(f"reference_mode {recipe.reference_mode!r} needs batch[{key!r}] of shape "
+                             f"{(B, C, 1, h, w)} (single-image latents), got {got}")
+    if uses_audio(stage):
+        audio = batch.get("audio")
+        if not isinstance(audio, torch.Tensor) or audio.dim() != 4 or tuple(audio.shape[:2]) != (B, t):
+            got = tuple(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
+            raise InputError(f"stage {stage!r} needs batch['audio'] of shape [B={B}, t={t}, tokens, dim] "
+                             f"(one set of audio tokens per latent frame), got {got}")
+    captions = batch.get("captions")
+    if isinstance(captions, str) or not isinstance(captions, (list, tuple)) or len(captions) != B \
+            or not all(isinstance(c, str) for c in captions):
+        raise InputError(f"batch['captions'] must be a list of {B} strings")
+
+
+# ---- the loss -----------------------------------------------------------------------------------------
+def loss_from_draws(model: nn.Module, text_encoder: nn.Module, batch: Mapping[str, Any], recipe: Recipe,
+                    stage: str, draws: Draws) -> tuple[torch.Tensor, dict[str, float]]:
+    """`flow_matching_loss` with the random choices given (validation at fixed noise, tests)."""
+    check_stage(stage)
+    _check_batch(batch, recipe, stage)
+    if tuple(draws.noise.shape) != tuple(batch["latents"].shape):
+        raise InputError(f"draws were made for latents {tuple(draws.noise.shape)}, the batch has "
+                         f"{tuple(batch['latents'].shape)}")
+    device, dtype = _model_place(model, None, None)
+    x0 = batch["latents"].to(device=device, dtype=torch.float32)
+    B, C, t, h, w = x0.shape
+    m = recipe.motion_latent_frames
+    noise = draws.noise.to(device)
+    timestep = draws.timestep.to(device=device, dtype=torch.float32)
+    pin = draws.pin_first.to(device)
+    x_t = noised(x0, noise, timestep.view(B, 1, 1, 1, 1))
+    target = velocity_target(x0, noise)
+
+    # Null text = the empty prompt, so its features are the encoder's own null (zeros, mask all False),
+    # exactly what the sampler's guidance passes use.
+    captions = ["" if drop else c for c, drop in zip(batch["captions"], draws.drop_text.tolist())]
+    text, text_mask = encode_captions(text_encoder, captions, device, dtype)
+    audio = None
+    if uses_audio(stage):
+        audio = batch["audio"].to(device=device, dtype=torch.float32)
+        audio = torch.where(draws.drop_audio.to(device).view(B, 1, 1, 1), torch.zeros_like(audio), audio)
+
+    # Which frames each sample is trained on: all but its pinned first frames.
+    generated = torch.ones(B, t, device=device)
+    generated[pin, :m] = 0
+
+    # frame_positions (and the tensor's length) is shared by a batch, so samples with and without the
+    # extra frame cannot share a forward. They are grouped into (at most) two forwards, each built by
+    # SegmentConditions exactly as inference builds that case. The alternative, keeping the frame with
+    # mask 0 and zero latents for the samples that dropped it, would teach a "no extra frame" condition
+    # that inference never builds ("none" appends nothing). Grouping costs a second, smaller forward in
+    # about half the steps (batch 6, p_drop_last 0.1); DDP (find_unused_parameters) and the averaged
+    # loss handle it. Pinning, timesteps and dropouts are per sample within a forward: the mask channel
+    # and the per-sample timestep express them exactly.
+    extra_key = EXTRA_FRAME_KEY.get(recipe.reference_mode)
+    total = x0.new_zeros(())
+    forwards = 0
+    for with_extra in (True, False):
+        rows = torch.nonzero(draws.extra_frame.to(device) == with_extra).flatten()
+        if rows.numel() == 0:
+            continue
+        n = rows.numel()
+        mode = recipe.reference_mode if with_extra else "none"
+        ref = batch[extra_key].to(device=device, dtype=torch.float32)[rows] if with_extra else None
+        free = SegmentConditions(t, reference_latent=ref, reference_mode=mode, delta=recipe.delta,
+                                 latent_shape=(n, C, h, w))
+        x_in, positions = free.model_input(x_t[rows])
+        rows_pinned = pin[rows]
+        if bool(rows_pinned.any()):
+            pinned = SegmentConditions(t, motion_latents=x0[rows, :, :m], reference_latent=ref, reference_mode=mode,
+                                       delta=recipe.delta, latent_shape=(n, C, h, w))
+            x_pin, _ = pinned.model_input(x_t[rows])
+            x_in = torch.where(rows_pinned.view(n, 1, 1, 1, 1), x_pin, x_in)
+        v = model(x_in.to(dtype), timestep[rows], text[rows], None if audio is None else audio[rows].to(dtype),
+                  frame_positions=positions, text_mask=text_mask[rows])
+        forwards += 1
+        err = (free.output(v).float() - target[rows]).pow(2).mean(dim=(1, 3, 4))  # [n, t] per-frame MSE
+        weight = generated[rows]
+        total = total + ((err * weight).sum(dim=1) / weight.sum(dim=1)).sum()
+    loss = total / B  # mean over samples of each sample's MSE on its generated frames
+
+    stats = {
+        "loss": float(loss.detach()),
+        "t": float(timestep.mean()),
+        "pinned": float(draws.pin_first.float().mean()),
+        "extra_frame": float(draws.extra_frame.float().mean()),
+        "text_dropped": float(draws.drop_text.float().mean()),
+        "forwards": float(forwards),
+    }
+    if uses_audio(stage):
+        stats["audio_dropped"] = float(draws.drop_audio.float().mean())
+    return loss, stats
+
+
+def flow_matching_loss(model: nn.Module, text_encoder: nn.Module, batch: Mapping[str, Any], recipe: Recipe,
+                       stage: str, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """Flow-matching loss of one batch (see the module docstring) and its stats: loss, mean t, the
+    fractions of samples with pinned first frames / the extra frame / dropped text / dropped audio, and
+    the number of model forwards. Every random choice comes from `generator` (a CPU generator)."""
+    check_stage(stage)
+    _check_batch(batch, recipe, stage)
+    return loss_from_draws(model, text_encoder, batch, recipe, stage, draw(batch, recipe, generator))
+
+
+# ---- ablations (paper Table 1, docs/EVALUATION.md) ------------------------------------------------------
+@dataclass(frozen=True)
+class Ablation:
+    """How one row of the ablation table is trained: Recipe and MMDiTConfig field overrides, and the
+    stage schedule ((stage, fraction of the run's MMDiT steps), ...; stages.split_steps turns it into
+    step counts). `schedule` None: no model of its own, it is evaluated with the full model."""
+
+    recipe: Mapping[str, Any]
+    model: Mapping[str, Any]
+    schedule: tuple[tuple[str, float], ...] | None
+    note: str
+
+    def make_recipe(self, base: Recipe | None = None) -> Recipe:
+        return dataclasses.replace(base or Recipe(), **dict(self.recipe))
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "full": Ablation({}, {}, FULL_SCHEDULE,
+                     "the paper's method: pseudo last frame, audio branch, MM-branch warm-up"),
+    "cross_attention_audio": Ablation({}, {"audio_mode": "cross_attention"}, FULL_SCHEDULE,
+                                      "audio injected by cross-attention from video instead of the symmetric branch"),
+    "no_mm_warmup": Ablation({}, {}, JOINT_SCHEDULE,
+                             "one joint stage from scratch (all branches and the text encoder), the same total "
+                             "steps as the full schedule: no text+video base, no stage-2 rebuild"),
+    "reference_image": Ablation({"reference_mode": "reference"}, {}, FULL_SCHEDULE,
+                                "conditioned on a reference image (a frame of the clip outside the window) at "
+                                "position 0; rendered with reference_mode 'reference'"),
+    "no_reference": Ablation({"reference_mode": "none"}, {}, FULL_SCHEDULE,
+                             "neither reference nor pseudo last frame; rendered with reference_mode 'none'"),
+    "no_reasoning": Ablation({}, {}, None,
+                             "no training: the full model, rendered with one generic prompt for every segment "
+                             "(evaluate run --prompts generic) instead of System 2's schedule"),
+}
