@@ -87,6 +87,7 @@ _OPTIONAL_COMMANDS = (
     (".agents.cli", "add_plan_parser"),
     (".synth.cli", "add_synth_parser"),
     (".train.cli", "add_train_parser"),
+    (".evaluate.cli", "add_evaluate_parser"),
 )
 
 

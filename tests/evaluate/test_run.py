@@ -1,0 +1,160 @@
+"""`evaluate run / drift / table` end to end: a tiny synthetic dataset, tiny random System 1 models, the
+shipped probes. Random models render noise, so only the plumbing and the ceiling's numbers are checked here."""
+
+import json
+import math
+import shutil
+
+import pytest
+
+from omnihuman_core.cli import main
+from omnihuman_core.errors import InputError
+from omnihuman_core.evaluate.probes import probes_path_default
+from omnihuman_core.evaluate.run import (GENERIC_PROMPT, ModelFiles, clip_schedule, dataset_split, results_table,
+                                         run_benchmark, run_drift)
+from omnihuman_core.synth.dataset import write_dataset
+from omnihuman_core.weights import load_safetensors, save_safetensors
+
+PROBES = probes_path_default()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    # 3 identities x 2 clips: one identity (2 clips) is held out as the test split.
+    write_dataset(d / "data", 6, seed=3, size=64, frames=41, clips_per_identity=2, test_fraction=0.3,
+                  speech="babble")
+    assert main(["init", "--kind", "mmdit", "--preset", "tiny", "--audio-dim", "400", "--out", str(d / "m0.safetensors")]) == 0
+    assert main(["init", "--kind", "vae", "--preset", "tiny", "--out", str(d / "v.safetensors")]) == 0
+    assert main(["init", "--kind", "text_encoder", "--preset", "tiny", "--out", str(d / "t.safetensors")]) == 0
+    # The trainer's export records the model's render settings; a tiny one renders 32 px, 17-frame segments.
+    state, config = load_safetensors(d / "m0.safetensors", "mmdit")
+    save_safetensors(d / "m.safetensors", state, "mmdit", config,
+                     {"render_defaults": {"short_side": 32, "segment_frames": 17, "steps": 1, "fps": 24.0}})
+    return d
+
+
+def _model(d):
+    return ModelFiles(d / "m.safetensors", d / "v.safetensors", str(d / "t.safetensors"))
+
+
+def _finite(x):
+    return isinstance(x, float) and math.isfinite(x)
+
+
+def test_run_renders_measures_and_writes_results(world):
+    out = world / "full.json"
+    r = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), out=out, label="full",
+                      work_dir=world / "videos", progress=None)
+    assert json.loads(out.read_text())["label"] == "full"
+    assert (world / "videos" / f"{r['clips'][0]['id']}.mp4").exists()
+    s = r["summary"]
+    assert s["model"]["clips"] == s["gt"]["clips"] == 1
+    for who in ("model", "gt"):
+        m = r["clips"][0][who]
+        assert m["frames"] == 41
+        assert _finite(m["identity"]) and m["action_total"] >= 1
+        assert m["hkv"] is None or _finite(m["hkv"])
+    gt = r["clips"][0]["gt"]
+    if gt["lip_sync"] is not None:  # babble speech (not a silent clip): the ground truth is in sync
+        assert gt["lip_sync"] > 0.6 and abs(gt["lip_sync_offset"]) <= 1
+    assert gt["identity"] > r["clips"][0]["model"]["identity"]  # random weights render noise, not the character
+    assert r["settings"]["segment_frames"] == 17 and r["settings"]["prompts"] == "schedule"
+    # One prompt per 17-frame segment, each a caption of the clip's own character.
+    assert len(r["clips"][0]["prompts"]) == 3
+    assert r["unavailable"] == {}
+
+
+def test_generic_prompts_and_reference_mode(world):
+    r = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), prompts="generic",
+                      reference_mode="none", progress=None)
+    assert r["clips"][0]["prompts"] == [GENERIC_PROMPT]
+    assert r["settings"]["reference_mode"] == "none" and r["settings"]["prompts"] == "generic"
+    # The targets of text adherence stay the schedule's actions, whatever the model was told.
+    assert r["clips"][0]["model"]["action_total"] == r["clips"][0]["gt"]["action_total"]
+
+
+def test_drift_and_table(world, capsys):
+    out = world / "drift.json"
+    d = run_drift(world / "data", seconds=4.0, window=1.0, probes_path=PROBES, model=_model(world), out=out,
+                  label="full", progress=None)
+    gt = d["summary"]["gt"]
+    assert d["metrics"]["gt"]["frames"] == 96 and d["metrics"]["model"]["frames"] == 96
+    assert _finite(gt["identity_first"]) and _finite(gt["identity_last"])
+    assert abs(gt["drift_identity"]) < 0.2  # the ground truth does not drift
+    assert d["summary"]["model"]["drift"] is None or _finite(d["summary"]["model"]["drift"])
+    assert len(d["clips_used"]) >= 2  # 41-frame clips: several are joined to make 4 s
+    md = world / "table.md"
+    assert main(["evaluate", "table", str(world / "full.json"), str(out), "--out-md", str(md)]) == 0
+    table = md.read_text()
+    assert "| full | schedule |" in table and "ground truth (ceiling)" in table and "target" in table
+    assert table in capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| full"))
+    assert row.rstrip(" |").endswith("%")  # the drift file's number landed in the run's row
+
+
+def test_ground_truth_only_via_cli(world, capsys):
+    out = world / "gt.json"
+    assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    g = r["summary"]["gt"]
+    assert r["summary"]["model"] is None and g["clips"] == 2
+    # Against another clip's audio the same videos are out of sync: the chance level is well below the ceiling.
+    assert g["lip_sync_chance"] is None or g["lip_sync_chance"] < g["lip_sync"] - 0.2
+    assert "tracks" not in r["clips"][0]["gt"]
+    assert "identity" in capsys.readouterr().out
+
+
+def test_real_data_layout_says_what_is_unavailable(world):
+    real = world / "real"
+    shutil.copytree(world / "data", real)
+    (real / "index.json").unlink()
+    for p in list(real.glob("*/*/meta.json")) + list(real.glob("*/*/labels.npz")):
+        p.unlink()
+    clips = dataset_split(real, "test")
+    assert len(clips) == 2 and not clips[0].synthetic
+    sched = clip_schedule(clips[0], 24.0, 41 / 24)
+    assert [s.prompt for s in sched.shots] == [clips[0].caption]
+    r = run_benchmark(real, clips=1, probes_path=PROBES, progress=None)
+    assert {"reference_image", "probe_accuracy", "schedule"} <= set(r["unavailable"])
+    assert _finite(r["summary"]["gt"]["identity"])
+    with pytest.raises(InputError, match="no labels.npz"):
+        from omnihuman_core.evaluate.train import train_probes
+
+        train_probes(real, world / "p.safetensors", 0.1, progress=None)
+    assert main(["evaluate", "drift", "--data", str(real), "--probes", str(PROBES), "--out", str(world / "x.json")]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--probes", "/nonexistent/probes.safetensors"], "train-probes"),
+    (["--split", "val"], "no split 'val'"),
+    (["--mmdit", "m.safetensors"], "needs --vae and --text-encoder"),
+    (["--clips", "0"], "--clips must be a positive integer"),
+])
+def test_bad_input_exits_2(world, capsys, args, message):
+    argv = ["evaluate", "run", "--data", str(world / "data"), "--out", str(world / "bad.json")]
+    if "--probes" not in args:
+        argv += ["--probes", str(PROBES)]
+    assert main(argv + args) == 2
+    assert message in capsys.readouterr().err
+    assert not (world / "bad.json").exists()
+
+
+def test_table_rejects_other_json(world):
+    other = world / "other.json"
+    other.write_text("{}")
+    with pytest.raises(InputError, match="not an `evaluate run`"):
+        results_table([other])
+
+
+def test_check_probes_needs_labels(world, capsys):
+    assert main(["evaluate", "check-probes", "--data", str(world / "data"), "--probes", str(PROBES)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["clips"] == 2 and rep["frames"] == 82
+    assert rep["mouth_corr"] > 0.7  # 64 px renders, upscaled: still read
+    real = world / "unlabelled"
+    shutil.copytree(world / "data", real)
+    for p in real.glob("*/*/labels.npz"):
+        p.unlink()
+    assert main(["evaluate", "check-probes", "--data", str(real), "--probes", str(PROBES)]) == 2
+    assert "no labels.npz" in capsys.readouterr().err
