@@ -1,6 +1,7 @@
 """Training: dataset scanning and caches (data), the generic loop (loop), torchrun (distributed), the VAE
-(vae), the MMDiT objective and warm-up stages (objective, stages), the MMDiT runs (mmdit), and the one
-command that rebuilds the demo models (demo). docs/TRAINING.md walks through them.
+(vae), the MMDiT objective and warm-up stages (objective, stages), the MMDiT stage runs (mmdit), the
+upscaler (upscaler), and the one command that rebuilds the demo models (demo). docs/TRAINING.md walks
+through them.
 
 Importing this package is cheap (the CLI registers `train` from it); the submodules import torch.
 """
@@ -11,7 +12,7 @@ _EXPORTS = {
     "LatentCache": ".data", "LatentBatches": ".data",
     "VAESettings": ".vae", "vae_loss": ".vae", "train_vae": ".vae",
     "MMDiTSettings": ".mmdit", "train_mmdit": ".mmdit",
-    "train_demo": ".demo",
+    "train_upscaler": ".upscaler", "train_demo": ".demo",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 EXPORT_DTYPES = ("float16", "bfloat16", "float32")
@@ -23,9 +22,20 @@ DEMO_RENDER_DEFAULTS = {
 }
 
 
-def command_line() -> str:
-    """The command being run, as a user would type it (recorded in the exported files)."""
-    return "python -m omnihuman_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def command_line(args: argparse.Namespace) -> str:
+    """The command being run with every option spelled out, defaults included (recorded in exported files)."""
+    words = ["python", "-m", "omnihuman_core", "train", args.train_command]
+    for key, value in vars(args).items():
+        if key in ("command", "train_command", "func") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _budget_args(p, steps_help: str = "optimiser steps (total over resumes)") -> None:
@@ -45,6 +55,7 @@ def _common_args(p) -> None:
     p.add_argument("--lr", type=float, help="AdamW learning rate")
     p.add_argument("--warmup", type=int, help="learning-rate warm-up steps")
     p.add_argument("--ema-decay", type=float, help="EMA decay of the exported weights")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (also every 10 min)")
@@ -69,19 +80,21 @@ def add_train_parser(sub) -> None:
     m = tsub.add_parser("mmdit", help="train one MMDiT stage: base (text+video), stage1 (all branches), stage2 (merged)")
     _common_args(m)
     _budget_args(m)
-    m.add_argument("--stage", required=True, choices=("base", "stage1", "stage2"),
-                   help="MM-branch warm-up stage (docs/TRAINING.md)")
+    m.add_argument("--stage", required=True, choices=("base", "stage1", "stage2", "joint"),
+                   help="MM-branch warm-up stage (docs/TRAINING.md); joint = the no-warm-up ablation, all "
+                   "branches and the text encoder from scratch in one stage")
     m.add_argument("--vae", required=True, type=Path, help="the trained VAE (.safetensors); encodes the latent cache")
     m.add_argument("--init", type=Path, help="stage1: the base MMDiT to start from")
     m.add_argument("--base", type=Path, help="stage2: the base MMDiT (text, video and shared branches)")
     m.add_argument("--stage1", type=Path, help="stage2: the stage-1 MMDiT (its audio branch)")
     m.add_argument("--text-encoder", type=Path, help="stage1/stage2: the base stage's text encoder "
                    "(default: text_encoder.safetensors next to --init / --base)")
-    m.add_argument("--text-out", type=Path, help="base: where to write the jointly trained text encoder "
+    m.add_argument("--text-out", type=Path, help="base / joint: where to write the jointly trained text encoder "
                    "(default: text_encoder.safetensors next to --out)")
     m.add_argument("--text-preset", default=None, help="base: built-in text encoder preset (default: --preset)")
-    m.add_argument("--audio-mode", choices=("branch", "cross_attention"), default="branch",
-                   help="audio fusion: the paper's branch, or the cross-attention ablation")
+    m.add_argument("--audio-mode", choices=("branch", "cross_attention"),
+                   help="audio fusion: the paper's branch (default), or the cross-attention ablation; stage1/2 "
+                   "inherit the base's")
     m.add_argument("--recipe-reference-mode", choices=("pseudo_last_frame", "reference", "none"),
                    default="pseudo_last_frame", help="image conditioning in training (ablations: reference, none)")
     m.add_argument("--frames", type=int, default=33, help="video frames per training window, 1 + 4k (default 33)")
@@ -92,6 +105,16 @@ def add_train_parser(sub) -> None:
     m.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model with FSDP (large configs)")
     m.set_defaults(func=_cmd_mmdit)
 
+    u = tsub.add_parser("upscaler", help="train the 2x super-resolution model on high-resolution clips")
+    _common_args(u)
+    _budget_args(u)
+    u.set_defaults(preset="sr-demo")
+    u.add_argument("--vae", required=True, type=Path, help="the trained VAE (.safetensors)")
+    u.add_argument("--samples", type=int, default=256, help="cached high-res crops (default 256)")
+    u.add_argument("--crop", type=int, default=128, help="high-res crop in px (default 128)")
+    u.add_argument("--frames", type=int, default=17, help="frames per crop, 1 + 4k (default 17)")
+    u.set_defaults(func=_cmd_upscaler)
+
     d = tsub.add_parser("demo", help="rebuild the shipped demo models: dataset, VAE, cache, base, stage1, "
                         "stage2, upscaler, export")
     d.add_argument("--data", required=True, type=Path, help="dataset folder (written with the synthetic world if missing)")
@@ -100,7 +123,14 @@ def add_train_parser(sub) -> None:
     d.add_argument("--minutes-total", type=float, default=120.0, help="wall-clock budget of the whole run (default 120)")
     d.add_argument("--sr-data", type=Path, help="high-resolution dataset for the upscaler (written if missing; "
                    "default: DATA_sr256 next to --data)")
-    d.add_argument("--cache-clips", type=int, default=0, help="clips in the MMDiT latent cache (0 = all)")
+    d.add_argument("--clips", type=int, default=800, help="clips of the synthetic dataset if it is written")
+    d.add_argument("--size", type=int, default=128, help="frame size of that dataset (the upscaler's is 2x)")
+    d.add_argument("--frames", type=int, default=121, help="frames per clip of that dataset")
+    d.add_argument("--preset", default="demo", help="demo, or tiny for a smoke run")
+    d.add_argument("--seed", type=int, default=0, help="seed of the data and every stage")
+    d.add_argument("--device", help="cpu, cuda, ...")
+    d.add_argument("--only", nargs="+", help="run only these steps (data vae cache base stage1 stage2 "
+                   "upscaler export)")
     d.set_defaults(func=_cmd_demo)
 
 
@@ -114,7 +144,7 @@ def _train_config(args, **defaults):
     from .loop import TrainConfig
 
     values = dict(defaults)
-    for key in ("batch_size", "lr", "warmup", "ema_decay"):
+    for key in ("batch_size", "lr", "warmup", "ema_decay", "weight_decay"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     return TrainConfig(steps=args.steps, minutes=args.minutes, log_every=args.log_every, ckpt_every=args.ckpt_every,
@@ -124,8 +154,6 @@ def _train_config(args, **defaults):
 def _finish(result, written) -> int:
     if result.status == "interrupted":
         return 130
-    if written is not None:
-        print(f"wrote {written} ({result.step} steps, {result.minutes:.1f} min, final loss {result.final_loss})")
     return 0
 
 
@@ -140,7 +168,7 @@ def _cmd_vae(args: argparse.Namespace) -> int:
     try:
         result, written = train_vae(args.data, args.out, args.work, settings, config, max_minutes=args.max_minutes,
                                     dist=dist, export_dtype=_dtype(args.export_dtype),
-                                    extra={"training_command": command_line()})
+                                    extra={"training_command": command_line(args)})
     finally:
         D.cleanup(dist)
     return _finish(result, written)
@@ -161,17 +189,33 @@ def _cmd_mmdit(args: argparse.Namespace) -> int:
             args.data, args.vae, args.out, args.work, settings, config, init=args.init, base=args.base,
             stage1=args.stage1, text_encoder=args.text_encoder, text_out=args.text_out, cache_dir=args.cache,
             cache_minutes=args.cache_minutes, max_minutes=args.max_minutes, fsdp=args.fsdp, dist=dist,
-            export_dtype=_dtype(args.export_dtype), extra={"training_command": command_line()})
+            export_dtype=_dtype(args.export_dtype), extra={"training_command": command_line(args)})
     finally:
         D.cleanup(dist)
-    if written:
-        print("wrote " + ", ".join(str(p) for p in written))
     return 130 if result.status == "interrupted" else 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+def _cmd_upscaler(args: argparse.Namespace) -> int:
+    from . import distributed as D
+    from .upscaler import train_upscaler
 
-    if args.sr_data is None:
-        args.sr_data = args.data.with_name(args.data.name + "_sr256")
-    return int(run_demo(args) or 0)
+    config = _train_config(args, lr=3e-4, warmup=20, batch_size=8, weight_decay=0.01, ema_decay=0.995)
+    dist = D.setup(args.device)
+    try:
+        result, written = train_upscaler(args.data, args.vae, args.out, args.work, config, preset=args.preset,
+                                         samples=args.samples, crop=args.crop, frames=args.frames,
+                                         max_minutes=args.max_minutes, dist=dist,
+                                         export_dtype=_dtype(args.export_dtype),
+                                         extra={"training_command": command_line(args)})
+    finally:
+        D.cleanup(dist)
+    return _finish(result, written)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import train_demo
+
+    plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
+                      size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
+                      device=args.device, only=args.only)
+    return 0 if plan.get("status") == "done" or "paused" in plan.get("status", "") else 130

@@ -2,7 +2,7 @@
 
 dataset (synth, made if missing) -> VAE -> latent cache -> base (text+video, text encoder jointly) ->
 stage 1 (all branches) -> stage 2 (base text/video + stage-1 audio, fine-tuned) -> 2x upscaler, then the
-fp16 files in OUT/ with their model cards. Every stage checkpoints into WORK/, so rerunning the same
+fp16 files in OUT/ with their training records in the metadata. Every stage checkpoints into WORK/, so rerunning the same
 command after an interruption resumes where it stopped; finished stages are skipped.
 """
 
@@ -12,73 +12,208 @@ import json
 import time
 from pathlib import Path
 
-# Share of the time budget per stage (the cache is not budgeted: it is a fixed amount of encoding).
-SPLIT = {"vae": 0.20, "base": 0.20, "stage1": 0.22, "stage2": 0.22, "upscaler": 0.08}
+# The demo pipeline on the generic Trainer (train/{loop,data,vae,mmdit,upscaler}.py). The budget is split over the steps by these stated
+# fractions; each step's share is fixed when the step first starts, as its fraction of the minutes left to
+# the steps not yet done (a slow dataset or cache shrinks the later steps in proportion), and stored in
+# WORK/plan.json, so a rerun resumes every step with the budget it started with.
+# The cache share buys ~300 of the 720 demo clips (2 windows each, ~3 s per clip on 2 loaded cores).
+SPLIT = {"vae": 0.17, "cache": 0.15, "base": 0.22, "stage1": 0.12, "stage2": 0.24, "upscaler": 0.10}
+STEPS = ("data", "vae", "cache", "base", "stage1", "stage2", "upscaler", "export")
 
 
-def run_demo(args) -> int:
-    from ..synth import write_dataset
-    from .cli import DEMO_RENDER_DEFAULTS
-    from .mmdit_training import CacheConfig, TrainConfig, build_latent_cache, export, train_mmdit
-    from .recipe import Recipe
-    from .upscaler_training import train_upscaler
-    from .vae_training import VAETrainConfig, train_vae
+class _Stopped(Exception):
+    """A step was paused or interrupted: its checkpoint is kept and a rerun continues it."""
 
-    budget = float(args.minutes_total)
-    work, out = Path(args.work), Path(args.out)
+
+def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 800, size: int = 128,
+               frames: int = 121, sr_data=None, sr_clips: int = 120, sr_frames: int = 49, preset: str = "demo",
+               seed: int = 0, device=None, only=None, log=None) -> dict:
+    """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
+
+    Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> base (text+video,
+    text encoder trained jointly) -> stage 1 -> stage 2 -> upscaler (on a 2x-resolution synthetic set) ->
+    export. Every step resumes from `work_dir`; finished steps are skipped. Returns the plan record
+    (`status` "done", or the step that was paused / interrupted).
+    """
+    import torch
+
+    from ..errors import InputError
+    from . import distributed as D
+
+    say = log or (lambda m: print(m, flush=True))
+    if minutes_total <= 0:
+        raise InputError(f"--minutes-total must be > 0, got {minutes_total}")
+    unknown = sorted(set(only or ()) - set(STEPS))
+    if unknown:
+        raise InputError(f"--only: unknown step(s) {unknown}; steps are {' '.join(STEPS)}")
+    work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
+    plan_path = work / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else {"minutes_total": minutes_total, "stages": {}}
+    run = _DemoRun(plan, plan_path, Path(data_dir), Path(out_dir), work, say,
+                   D.DistInfo(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))),
+                   preset, seed, only)
+    run.sr_data = Path(sr_data) if sr_data is not None else run.data_dir.with_name(run.data_dir.name + f"_sr{2 * size}")
+    try:
+        run.steps(clips, size, frames, sr_clips, sr_frames)
+    except _Stopped:
+        say(f"[demo] stopped during {plan['status']}; rerun the same command to continue")
+        return plan
+    plan["status"] = "done"
+    run.save()
+    return plan
 
-    def stage_done(name: str) -> bool:
-        return (work / f"{name}.done").exists()
 
-    def finish(name: str, info: dict) -> None:
-        (work / f"{name}.done").write_text(json.dumps(info, default=str))
+class _DemoRun:
+    def __init__(self, plan, plan_path, data_dir, out_dir, work, say, dist, preset, seed, only):
+        self.plan, self.plan_path, self.data_dir, self.out_dir, self.work = plan, plan_path, data_dir, out_dir, work
+        self.say, self.dist, self.preset, self.seed, self.only = say, dist, preset, seed, only
+        self.tiny = preset == "tiny"
+        self.command = (f"python -m omnihuman_core train demo --data {data_dir} --out {out_dir} "
+                        f"--work {work} --minutes-total {plan['minutes_total']:g} --preset {preset} --seed {seed}")
+        self.paths = {
+            "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
+            "text_encoder": work / "base" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
+            "stage2": work / "stage2" / "mmdit.safetensors", "upscaler": work / "upscaler" / "upscaler.safetensors"}
 
-    if not (Path(args.data) / "index.json").exists():
-        write_dataset(args.data, 800, seed=0, size=128, fps=24.0, frames=121)
-    if not (Path(args.sr_data) / "index.json").exists():
-        write_dataset(args.sr_data, 120, seed=1, size=256, fps=24.0, frames=49)
+    # ---- bookkeeping ----------------------------------------------------------------------------------
+    def save(self) -> None:
+        tmp = self.plan_path.with_name("plan.json.tmp")
+        tmp.write_text(json.dumps(self.plan, indent=1, default=str))
+        tmp.replace(self.plan_path)
 
-    vae_path = work / "vae.safetensors"
-    if not stage_done("vae"):
-        info = train_vae(args.data, vae_path, work / "vae", VAETrainConfig(minutes=budget * SPLIT["vae"]))
-        finish("vae", info)
-    cache = build_latent_cache(args.data, vae_path, work / "cache.safetensors",
-                               CacheConfig(max_clips=args.cache_clips))
-    text_path = work / "text_encoder.safetensors"
-    recipe = Recipe()
-    render = dict(DEMO_RENDER_DEFAULTS, reference_mode=recipe.reference_mode)
-    paths = {s: work / f"mmdit_{s}.safetensors" for s in ("base", "stage1", "stage2")}
-    for stage in ("base", "stage1", "stage2"):
-        if stage_done(stage):
-            continue
-        cfg = TrainConfig(stage=stage, minutes=budget * SPLIT[stage])
-        kwargs = {}
-        if stage == "stage1":
-            kwargs = dict(init=paths["base"], text_encoder_path=text_path)
-        elif stage == "stage2":
-            kwargs = dict(base=paths["base"], stage1=paths["stage1"], text_encoder_path=text_path)
-        result = train_mmdit(cache, work / stage, cfg, recipe, **kwargs)
-        export(result, paths[stage], text_path if stage == "base" else None,
-               extra={"render_defaults": render, "recipe": recipe.to_dict(), "stage": stage})
-        finish(stage, {k: result[k] for k in ("steps", "minutes", "final_loss")})
-    up_path = work / "upscaler.safetensors"
-    if not stage_done("upscaler"):
-        info = train_upscaler(args.sr_data, vae_path, up_path, work / "upscaler", minutes=budget * SPLIT["upscaler"])
-        finish("upscaler", info)
+    def wanted(self, step: str) -> bool:
+        return not self.only or step in self.only
 
-    # fp16 copies into OUT (the VAE is small and trained in fp32: stored as fp16 too, loaded as fp32).
-    from ..weights import load_safetensors, read_metadata, save_safetensors
+    def done(self, step: str) -> bool:
+        return bool(self.plan["stages"].get(step, {}).get("done"))
 
-    for name, src in (("vae", vae_path), ("text_encoder", text_path), ("mmdit", paths["stage2"]),
-                      ("upscaler", up_path)):
-        state, config = load_safetensors(src)
-        meta = read_metadata(src)
-        kind = meta["omnihuman.kind"]
-        extra = {k: v for k, v in meta.items() if not k.startswith("omnihuman.")}
-        save_safetensors(out / f"{name}.safetensors", {k: v.half() if v.is_floating_point() else v
-                                                       for k, v in state.items()}, kind, config, extra=extra)
-    print(f"demo models in {out} after {(time.time() - t_start) / 60:.1f} min")
-    return 0
+    def used_minutes(self) -> float:
+        return sum(s.get("minutes", 0.0) for s in self.plan["stages"].values())
+
+    def budget(self, step: str) -> float:
+        """This step's minutes: its fraction of what is left for the steps not yet finished."""
+        entry = self.plan["stages"].setdefault(step, {})
+        if "budget" not in entry:
+            open_steps = [s for s in SPLIT if not self.done(s)]
+            share = SPLIT[step] / sum(SPLIT[s] for s in open_steps)
+            left = max(self.plan["minutes_total"] - self.used_minutes(), 0.0)
+            entry["budget"] = round(max(share * left, 0.05), 3)
+            self.save()
+        return entry["budget"]
+
+    def finish(self, step: str, started: float, **record) -> None:
+        entry = self.plan["stages"].setdefault(step, {})
+        entry.update(record, done=True, minutes=round(entry.get("minutes", 0.0) + (time.time() - started) / 60, 2))
+        self.save()
+        self.say(f"[demo] {step} done: {json.dumps(record, default=str)}")
+
+    def check(self, result, step: str, started: float) -> None:
+        if not result.done:
+            entry = self.plan["stages"].setdefault(step, {})
+            entry["minutes"] = round(entry.get("minutes", 0.0) + (time.time() - started) / 60, 2)
+            self.plan["status"] = f"{step} {result.status}"
+            self.save()
+            raise _Stopped
+
+    # ---- the steps --------------------------------------------------------------------------------------
+    def steps(self, clips, size, frames, sr_clips, sr_frames) -> None:
+        import torch
+
+        from ..errors import InputError
+        from ..synth import write_dataset
+        from ..synth.dataset import INDEX_NAME
+        from ..weights import load_safetensors, read_metadata, save_safetensors
+        from .cli import DEMO_RENDER_DEFAULTS
+        from .data import build_latent_cache
+        from .loop import TrainConfig
+        from .mmdit import MMDiTSettings, train_mmdit
+        from .upscaler import train_upscaler
+        from .vae import VAESettings, train_vae
+
+        tiny, seed, paths, say, dist = self.tiny, self.seed, self.paths, self.say, self.dist
+        f32 = torch.float32
+        if self.wanted("data") and not (self.data_dir / INDEX_NAME).exists():
+            t0 = time.time()
+            say(f"[demo] writing the synthetic dataset {self.data_dir} ({clips} clips, {size} px, {frames} frames)")
+            write_dataset(self.data_dir, clips, seed=seed, size=size, frames=frames)
+            self.finish("data", t0, clips=clips)
+
+        if self.wanted("vae") and not self.done("vae"):
+            t0 = time.time()
+            settings = VAESettings(preset=self.preset, crop=32 if tiny else 64, frames=5 if tiny else 9,
+                                   stats_windows=2 if tiny else 24, stats_frames=9 if tiny else 17)
+            config = TrainConfig(lr=4e-4, warmup=100, batch_size=2 if tiny else 4, ema_decay=0.999, seed=seed,
+                                 minutes=self.budget("vae"), log_every=25)
+            result, _ = train_vae(self.data_dir, paths["vae"], self.work / "vae" / "run", settings, config, dist=dist,
+                                  export_dtype=f32, extra={"training_command": self.command + " (step vae)"}, log=say)
+            self.check(result, "vae", t0)
+            self.finish("vae", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
+
+        mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=2)
+        cache_dir = self.work / "latent_cache"
+        if self.wanted("cache") and not self.done("cache"):
+            t0 = time.time()
+            cache = build_latent_cache(self.data_dir, paths["vae"], cache_dir, mm["frames"], mm["windows_per_clip"],
+                                       seed=seed, max_minutes=self.budget("cache"), device=dist.device, log=say)
+            self.finish("cache", t0, windows=len(cache))
+
+        starts = {"stage1": {"init": paths["base"], "text_encoder": paths["text_encoder"]},
+                  "stage2": {"base": paths["base"], "stage1": paths["stage1"], "text_encoder": paths["text_encoder"]}}
+        for stage in ("base", "stage1", "stage2"):
+            if not self.wanted(stage) or self.done(stage):
+                continue
+            t0 = time.time()
+            settings = MMDiTSettings(stage=stage, **mm)
+            defaults = settings.default_train_config()
+            if tiny:
+                defaults["batch_size"] = 2
+            config = TrainConfig(seed=seed, minutes=self.budget(stage), log_every=10, **defaults)
+            result, _ = train_mmdit(self.data_dir, paths["vae"], paths[stage], self.work / stage / "run", settings,
+                                    config, cache_dir=cache_dir, dist=dist, export_dtype=f32,
+                                    text_out=paths["text_encoder"] if stage == "base" else None,
+                                    extra={"training_command": self.command + f" (step {stage})"}, log=say,
+                                    **starts.get(stage, {}))
+            self.check(result, stage, t0)
+            self.finish(stage, t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
+
+        if self.wanted("upscaler") and not self.done("upscaler"):
+            t0 = time.time()
+            minutes = self.budget("upscaler")
+            if not (self.sr_data / INDEX_NAME).exists():
+                say(f"[demo] writing the {2 * size} px dataset {self.sr_data} for the upscaler ({sr_clips} clips)")
+                write_dataset(self.sr_data, sr_clips, seed=seed + 1, size=2 * size, frames=sr_frames)
+            # What the high-resolution data took comes out of the upscaler's own training time.
+            train_minutes = max(minutes - (time.time() - t0) / 60, 0.05)
+            config = TrainConfig(lr=3e-4, warmup=20, batch_size=2 if tiny else 8, weight_decay=0.01,
+                                 ema_decay=0.995, seed=seed, minutes=train_minutes, log_every=10)
+            result, _ = train_upscaler(self.sr_data, paths["vae"], paths["upscaler"], self.work / "upscaler" / "run",
+                                       config, preset="sr-tiny" if tiny else "sr-demo", samples=8 if tiny else 256,
+                                       crop=32 if tiny else 128, frames=5 if tiny else 17, dist=dist,
+                                       export_dtype=f32, log=say,
+                                       extra={"training_command": self.command + " (step upscaler)"})
+            self.check(result, "upscaler", t0)
+            self.finish("upscaler", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
+
+        if self.wanted("export"):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            sources = {"vae": ("vae", paths["vae"]), "text_encoder": ("base", paths["text_encoder"]),
+                       "mmdit": ("stage2", paths["stage2"]), "upscaler": ("upscaler", paths["upscaler"])}
+            for name, (step, src) in sources.items():
+                if not src.exists():
+                    raise InputError(f"{src} is missing: run the {step} step first (rerun without --only)")
+                state, config = load_safetensors(src)
+                meta = read_metadata(src)
+                extra = {k: v for k, v in meta.items() if not k.startswith("omnihuman.")}
+                record = {k: self.plan["stages"].get(step, {}).get(k) for k in ("steps", "train_minutes", "final_loss")}
+                extra["demo"] = json.dumps({"step": step, "command": self.command, **record}, sort_keys=True)
+                if name == "mmdit":
+                    own = json.loads(meta.get("render_defaults", "{}"))
+                    extra["render_defaults"] = json.dumps({**DEMO_RENDER_DEFAULTS, **own}, sort_keys=True)
+                state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+                save_safetensors(self.out_dir / f"{name}.safetensors", state, meta["omnihuman.kind"], config,
+                                 extra=extra)
+            self.plan["exported"] = str(self.out_dir)
+            self.save()
+            say(f"[demo] wrote {', '.join(str(self.out_dir / (n + '.safetensors')) for n in sources)} "
+                f"({self.used_minutes():.1f} min of {self.plan['minutes_total']:g})")

@@ -178,7 +178,8 @@ class Trainer:
         owner = {id(p): name for name, m in self.raw.items() for p in m.parameters()}
         stray = [i for i, p in enumerate(self.params) if id(p) not in owner]
         if stray:
-            raise ValueError(f"{len(stray)} trained parameter(s) belong to none of the modules {sorted(self.raw)}")
+            raise ValueError(f"{len(stray)} trained parameter(s) belong to none of the modules {sorted(self.raw)} "
+                             "(under FSDP, collect the parameters after distributed.wrap: it replaces them)")
         self.fsdp = any(D.is_fsdp(m) for m in self.raw.values())
         # Gradients of trained modules that no DDP / FSDP wrapper averages are averaged by hand.
         wrapped = {id(p) for name, m in self.modules.items() if D.is_ddp(m) or D.is_fsdp(m) for p in m.parameters()}

@@ -38,6 +38,7 @@ from ..sampling.conditioning import DEFAULT_DELTA, REFERENCE_MODES, SegmentCondi
 from ..sampling.denoise import _model_place, make_noise
 from ..sampling.flow import noised, velocity_target
 from ..text.builtin import BuiltinTextEncoder
+from .distributed import unwrap
 from .stages import FULL_SCHEDULE, JOINT_SCHEDULE, check_stage, uses_audio
 
 # Batch key holding the extra clean frame of each reference mode ("none" has none).
@@ -136,19 +137,18 @@ def draw(batch: Mapping[str, Any], recipe: Recipe, generator: torch.Generator) -
     )
 
 
+def _distributed() -> bool:
+    """True under torchrun with more than one process."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
+
+
 # ---- inputs -------------------------------------------------------------------------------------------
-def _inner(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (FSDP2 shards in place: already the module)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    return module.module if isinstance(module, DistributedDataParallel) else module
-
-
 def encode_captions(text_encoder: nn.Module, captions: list[str], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, mask) as `TextEncoder.encode` gives them. A built-in encoder being trained is run
     through its `forward` (the wrapper's, if DDP-wrapped: that is where DDP hooks in); a frozen one
     without autograd."""
-    inner = _inner(text_encoder)
+    inner = unwrap(text_encoder)
     if isinstance(inner, BuiltinTextEncoder) and any(p.requires_grad for p in inner.parameters()):
         ids, mask = inner.tokenizer(captions)
         mask = mask.to(inner.device)
@@ -220,19 +220,21 @@ def loss_from_draws(model: nn.Module, text_encoder: nn.Module, batch: Mapping[st
     generated[pin, :m] = 0
 
     # frame_positions (and the tensor's length) is shared by a batch, so samples with and without the
-    # extra frame cannot share a forward. They are grouped into (at most) two forwards, each built by
+    # extra frame cannot share a forward. They are grouped into two forwards, each built by
     # SegmentConditions exactly as inference builds that case. The alternative, keeping the frame with
     # mask 0 and zero latents for the samples that dropped it, would teach a "no extra frame" condition
-    # that inference never builds ("none" appends nothing). Grouping costs a second, smaller forward in
-    # about half the steps (batch 6, p_drop_last 0.1); DDP (find_unused_parameters) and the averaged
-    # loss handle it. Pinning, timesteps and dropouts are per sample within a forward: the mask channel
-    # and the per-sample timestep express them exactly.
+    # that inference never builds ("none" appends nothing). The second forward is smaller, not extra
+    # work (measured: the same time per step on the demo model). Under torchrun every rank runs both
+    # forwards even when one group is empty (batch 0): FSDP gathers parameters in every forward, so
+    # ranks must agree on the number of forwards. Pinning, timesteps and dropouts are per sample within
+    # a forward: the mask channel and the per-sample timestep express them exactly.
     extra_key = EXTRA_FRAME_KEY.get(recipe.reference_mode)
     total = x0.new_zeros(())
     forwards = 0
-    for with_extra in (True, False):
+    lockstep = _distributed()
+    for with_extra in ((True, False) if recipe.reference_mode != "none" else (False,)):
         rows = torch.nonzero(draws.extra_frame.to(device) == with_extra).flatten()
-        if rows.numel() == 0:
+        if rows.numel() == 0 and not lockstep:
             continue
         n = rows.numel()
         mode = recipe.reference_mode if with_extra else "none"

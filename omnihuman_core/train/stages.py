@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..model.config import MMDiTConfig
 from ..model.mmdit import BRANCHES, MMDiT, branch_of_param, is_audio_branch_param, merge_branches
 from ..text.builtin import BuiltinTextEncoder
+from .distributed import unwrap
 
 STAGES = ("base", "stage1", "stage2", "joint")
 # Where each stage's MMDiT weights come from: a fresh init, the base's weights, or build_stage2(base, stage1).
@@ -81,15 +82,9 @@ def split_steps(schedule, total_steps: int) -> list[tuple[str, int]]:
     return [(stage, n) for (stage, _), n in zip(schedule, steps)]
 
 
-def _inner(module: nn.Module) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return module.module if isinstance(module, DistributedDataParallel) else module
-
-
 def trains_text_encoder(text_encoder: nn.Module | None, stage: str) -> bool:
     """Whether `stage` trains this text encoder: only the pack's built-in one, in base and joint."""
-    return check_stage(stage) in TEXT_ENCODER_STAGES and isinstance(_inner(text_encoder), BuiltinTextEncoder)
+    return check_stage(stage) in TEXT_ENCODER_STAGES and isinstance(unwrap(text_encoder), BuiltinTextEncoder)
 
 
 def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage: str) -> list[nn.Parameter]:
@@ -98,7 +93,7 @@ def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage
     check_stage(stage)
     branches = STAGE_BRANCHES[stage]
     params = []
-    for name, p in _inner(model).named_parameters():
+    for name, p in unwrap(model).named_parameters():
         try:
             branch = branch_of_param(name)
         except KeyError:
@@ -109,7 +104,7 @@ def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage
             params.append(p)
     if text_encoder is not None:
         train_text = trains_text_encoder(text_encoder, stage)
-        for p in _inner(text_encoder).parameters():
+        for p in unwrap(text_encoder).parameters():
             p.requires_grad_(train_text)
             if train_text:
                 params.append(p)

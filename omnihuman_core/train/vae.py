@@ -9,7 +9,7 @@ statistics at a fraction of the cost, which is what makes it trainable on a CPU.
 weights' per-channel latent mean / std are measured on full-size windows (`compute_latent_stats`) and
 stored in the VAE (`set_latent_stats`), so the MMDiT sees unit-variance latents.
 
-The defaults are those of the demo VAE run (lead's `vae_training.py`): 9-frame windows, 64 px crops,
+The defaults: 9-frame windows, 64 px crops,
 lr 4e-4 with 100 warm-up steps, KL weight 1e-6, motion weight 0.5.
 """
 
@@ -116,8 +116,7 @@ def train_vae(
     if settings.frames < 1 or (settings.frames - 1) % vae_config.temporal_factor:
         raise InputError(f"frames must be 1 + {vae_config.temporal_factor}k (5, 9, 17, ...), got {settings.frames}")
     clips = scan_dataset(data_dir, settings.split, need_audio=False, need_caption=False, min_frames=settings.frames,
-                         log=say if dist.is_main else None)
-    clips = clips[: settings.max_clips] if settings.max_clips else clips
+                         max_clips=settings.max_clips, seed=config.seed, log=say if dist.is_main else None)
     torch.manual_seed(config.seed)
     vae = CausalVideoVAE(vae_config, device=dist.device)
     # The loss calls encode_distribution / decode_raw, not forward, so no DDP wrapper: the Trainer averages

@@ -46,7 +46,9 @@ def make(tmp, steps=8, seed=0, run_info=None, batches=None, **cfg):
         loss = (model(batch["x"]) - batch["y"] - noise).pow(2).mean()
         return loss, {"noise": float(noise.abs().mean())}
 
-    config = TrainConfig(lr=1e-2, steps=steps, ema_decay=0.9, warmup=3, log_every=2, ckpt_every=3, seed=seed, **cfg)
+    settings = dict(lr=1e-2, ema_decay=0.9, warmup=3, log_every=2, ckpt_every=3)
+    settings.update(cfg)
+    config = TrainConfig(steps=steps, seed=seed, **settings)
     trainer = Trainer({"toy": model}, params, loss_fn, batches or Batches(), config, tmp, run_info=run_info or {"m": 1},
                       log=None)
     return trainer, model
@@ -154,10 +156,9 @@ def test_resume_with_other_settings_names_both_configs(tmp_path):
         other.resume()
     msg = str(e.value)
     assert "checkpoint config" in msg and "this run's config" in msg and "m: checkpoint 1, now 2" in msg
-    lr, _ = make(tmp_path, steps=4, lr=5e-3) if False else (None, None)  # lr is fixed by make(); use weight decay
-    wd, _ = make(tmp_path, steps=4, weight_decay=0.1)
-    with pytest.raises(InputError, match="weight_decay"):
-        wd.resume()
+    lr, _ = make(tmp_path, steps=4, lr=5e-3)
+    with pytest.raises(InputError, match="lr: checkpoint 0.01, now 0.005"):
+        lr.resume()
     # Budgets may change between a run and its resume.
     longer, _ = make(tmp_path, steps=5, log_every=1)
     assert longer.resume() and longer.run().step == 5

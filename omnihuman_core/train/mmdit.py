@@ -1,0 +1,266 @@
+"""One MMDiT training stage end to end: latent cache -> model and text encoder at the stage's starting point ->
+the generic Trainer with the flow-matching objective -> EMA export with the render settings it was made for.
+
+Stages (train/stages.py, METHOD section 7, the paper's MM-branch warm-up):
+  base    text+video model from scratch; the built-in text encoder is trained jointly with it (it has no
+          pretrained weights) and exported separately (kind "text_encoder"); the audio branch is unused.
+  stage1  starts from the base (`--init`); all MMDiT branches train, the text encoder is frozen.
+  stage2  `stages.build_stage2(base, stage1)`: text/video/shared weights of the base, audio branch of
+          stage 1; every MMDiT parameter fine-tunes, the text encoder stays frozen.
+The objective (train/objective.py) is helper OBJECTIVE's; this module wires it to data and the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import InputError
+from . import distributed as D
+from .loop import TrainConfig, Trainer, TrainResult
+
+MMDIT_STAGES = ("base", "stage1", "stage2", "joint")
+TEXT_ENCODER_FILE = "text_encoder.safetensors"
+
+
+@dataclass
+class MMDiTSettings:
+    """What one MMDiT stage trains and on which windows (its identity in the checkpoint)."""
+
+    stage: str = "base"
+    preset: str = "demo"
+    text_preset: str = "demo"
+    audio_mode: str | None = None  # None: "branch" for a fresh model, else the starting weights' mode
+    reference_mode: str = "pseudo_last_frame"
+    frames: int = 33  # video frames per window (9 latent frames)
+    windows_per_clip: int = 2
+    delta: float = 4.0  # latent frames from the window's end to the pseudo last frame
+    audio_window: int = 5
+    max_clips: int = 0
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.stage not in MMDIT_STAGES:
+            raise InputError(f"stage must be one of {', '.join(MMDIT_STAGES)}, got {self.stage!r}")
+
+    def recipe(self):
+        from .objective import Recipe
+
+        return Recipe(reference_mode=self.reference_mode, delta=float(self.delta))
+
+    def default_train_config(self) -> dict:
+        """Optimiser defaults per stage: from scratch a higher learning rate, fine-tuning a lower one."""
+        fresh = self.stage in ("base", "joint")
+        return {"lr": 3e-4 if fresh else 1e-4, "warmup": 50 if fresh else 20, "batch_size": 4,
+                "weight_decay": 0.01, "ema_decay": 0.995}
+
+
+def _need_file(path, flag: str, why: str) -> Path:
+    if path is None:
+        raise InputError(f"{flag} is required: {why}")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{flag} {p} does not exist ({why})")
+    return p
+
+
+def _fingerprint(path) -> str | None:
+    from ..weights import file_fingerprint
+
+    return file_fingerprint(path) if path is not None else None
+
+
+def render_defaults(settings: MMDiTSettings, recipe, fps: float, frame_size, temporal_factor: int) -> dict:
+    """The RenderSettings this model is sampled with by default (its file's `render_defaults`)."""
+    from .cli import DEMO_RENDER_DEFAULTS
+
+    return {**DEMO_RENDER_DEFAULTS, **recipe.render_defaults(temporal_factor), "fps": float(fps),
+            "segment_frames": int(settings.frames), "short_side": int(min(frame_size)),
+            "audio_window": int(settings.audio_window)}
+
+
+def train_mmdit(
+    data_dir,
+    vae,
+    out_path,
+    work_dir,
+    settings: MMDiTSettings,
+    config: TrainConfig,
+    *,
+    init=None,
+    base=None,
+    stage1=None,
+    text_encoder=None,
+    text_out=None,
+    cache_dir=None,
+    cache_minutes: float | None = None,
+    max_minutes: float | None = None,
+    fsdp: bool = False,
+    dist: D.DistInfo | None = None,
+    export_dtype: torch.dtype | None = torch.float16,
+    extra: dict | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[TrainResult, list[Path] | None]:
+    """Train one stage (resuming from `work_dir`) and export it; see the module docstring.
+
+    Returns the result and the written files (the MMDiT, plus the text encoder after the base stage),
+    or None while the run is only paused / interrupted.
+    """
+    from ..audio import MelEncoder
+    from ..model import MMDiT, MMDiTConfig
+    from ..text import BuiltinTextEncoder, load_text_encoder
+    from ..text.builtin import BuiltinTextConfig
+    from ..weights import load_into, load_safetensors
+    from .data import LatentBatches, build_latent_cache, load_vae
+    from .objective import flow_matching_loss
+    from .stages import build_stage2, trainable_parameters, trains_text_encoder
+
+    dist = dist or D.DistInfo(device=torch.device("cpu"))
+    say = log if log is not None else (lambda m: D.is_main_print(m, dist))
+    stage = settings.stage
+    recipe = settings.recipe()
+    out_path = Path(out_path)
+    work_dir = Path(work_dir)
+
+    # ---- 1. every file and option checked before any expensive work ------------------------------------
+    vae_path = _need_file(vae, "--vae", "the trained VAE encodes the training windows")
+    start_files: dict[str, Path] = {}
+    if stage == "stage1":
+        start_files["init"] = _need_file(init, "--init", "stage1 starts from the base (text+video) MMDiT")
+    elif stage == "stage2":
+        start_files["base"] = _need_file(base, "--base", "stage2 takes the text/video branches of the base")
+        start_files["stage1"] = _need_file(stage1, "--stage1", "stage2 takes the audio branch of stage 1")
+    elif init is not None:
+        start_files["init"] = _need_file(init, "--init", "weights to continue from")
+    if text_encoder is None and stage in ("stage1", "stage2"):
+        text_encoder = next(iter(start_files.values())).with_name(TEXT_ENCODER_FILE)
+        if not text_encoder.is_file():
+            raise InputError(f"{stage} keeps the base stage's text encoder frozen: pass --text-encoder (looked for "
+                             f"{text_encoder} next to the starting weights)")
+    if text_encoder is not None and not (Path(text_encoder).exists() or str(text_encoder).startswith("builtin:")):
+        raise InputError(f"--text-encoder {text_encoder} does not exist")
+
+    vae_module, _ = load_vae(vae_path, device=dist.device)
+    temporal_factor = int(vae_module.temporal_factor)
+    if start_files:
+        first = start_files.get("init") or start_files["base"]
+        _, start_config = load_safetensors(first, "mmdit")
+        model_config = MMDiTConfig.from_dict(start_config)
+        if settings.audio_mode is not None and settings.audio_mode != model_config.audio_mode:
+            raise InputError(f"{first} was trained with audio_mode {model_config.audio_mode!r}, this run asks for "
+                             f"{settings.audio_mode!r}: train a base with --audio-mode {settings.audio_mode}")
+    else:
+        mel_dim = MelEncoder().dim
+        text_dim = BuiltinTextConfig.preset(settings.text_preset).dim if text_encoder is None else None
+        overrides = {"audio_mode": settings.audio_mode or "branch", "latent_channels": vae_module.latent_channels,
+                     "audio_dim": mel_dim * settings.audio_window}
+        if text_dim is not None:
+            overrides["text_dim"] = text_dim
+        model_config = MMDiTConfig.preset(settings.preset, **overrides)
+    if model_config.latent_channels != vae_module.latent_channels:
+        raise InputError(f"the MMDiT has {model_config.latent_channels} latent channels, the VAE "
+                         f"{vae_module.latent_channels}: use the VAE the base stage was trained with")
+    settings = dataclasses.replace(settings, audio_mode=model_config.audio_mode)
+
+    # ---- 2. the latent cache (rank 0 builds it, the others wait and read it) ---------------------------
+    cache_dir = Path(cache_dir) if cache_dir is not None else work_dir.parent / "latent_cache"
+    if dist.is_main:
+        cache = build_latent_cache(data_dir, vae_module, cache_dir, settings.frames, settings.windows_per_clip,
+                                   settings.delta, settings.audio_window, config.seed, split=settings.split,
+                                   max_clips=settings.max_clips, max_minutes=cache_minutes, log=say)
+    D.barrier(dist)
+    if not dist.is_main:
+        from .data import LatentCache
+
+        cache = LatentCache.load(cache_dir)
+    del vae_module
+    fps = _cache_fps(cache_dir)
+
+    # ---- 3. model and text encoder at the stage's starting point --------------------------------------
+    torch.manual_seed(config.seed)
+    model = MMDiT(model_config, device=dist.device)
+    if stage == "stage2":
+        b_state, _ = load_safetensors(start_files["base"], "mmdit")
+        s_state, _ = load_safetensors(start_files["stage1"], "mmdit")
+        load_into(model, build_stage2(b_state, s_state, model_config), start_files["base"])
+    elif "init" in start_files:
+        state, _ = load_safetensors(start_files["init"], "mmdit")
+        load_into(model, state, start_files["init"])
+    if text_encoder is None:
+        text = BuiltinTextEncoder.from_config(settings.text_preset, device=dist.device, seed=config.seed)
+    else:
+        text = load_text_encoder(text_encoder, device=dist.device)
+    if getattr(text, "dim", None) != model_config.text_dim:
+        raise InputError(f"the text encoder gives {text.dim}-dim features, the MMDiT expects "
+                         f"{model_config.text_dim}: use the text encoder of the base stage")
+    params = trainable_parameters(model, text, stage)
+    train_text = trains_text_encoder(text, stage)
+    net = D.wrap(model, dist, fsdp=fsdp)
+    if net is model and D.is_fsdp(model):
+        params = trainable_parameters(model, text, stage)  # FSDP swapped in sharded parameters
+    modules = {"mmdit": net}
+    if train_text:
+        modules["text_encoder"] = text  # outside DDP: the Trainer averages its gradients
+    else:
+        text.eval()
+
+    def loss_fn(batch, generator):
+        return flow_matching_loss(net, text, batch, recipe, stage, generator)
+
+    batches = LatentBatches(cache, config.batch_size, config.seed, dist.rank, dist.world)
+    run_info = {
+        "model": "mmdit", "stage": stage, "mmdit_config": model_config.to_dict(),
+        "text_encoder": text.config.to_dict() if hasattr(text, "config") and hasattr(text.config, "to_dict")
+        else str(text_encoder),
+        "recipe": recipe.to_dict(), "settings": asdict(settings), "cache": _cache_fingerprint(cache_dir),
+        "start": {k: _fingerprint(v) for k, v in start_files.items()},
+        "text_encoder_file": _fingerprint(text_encoder) if text_encoder is not None and Path(text_encoder).is_file()
+        else None,
+        "world": dist.world, "fsdp": bool(fsdp),
+    }
+    trainer = Trainer(modules, params, loss_fn, batches, config, work_dir, run_info=run_info, dist=dist, log=say)
+    trainer.resume()
+    n_train = sum(p.numel() for p in params)
+    say(f"MMDiT {stage} ({settings.preset}, audio {model_config.audio_mode}, recipe {recipe.reference_mode}): "
+        f"{n_train / 1e6:.2f} M trained parameters{' incl. the text encoder' if train_text else ''}, "
+        f"{len(cache)} windows, batch {config.batch_size} x {dist.world}")
+    result = trainer.run(max_minutes=max_minutes)
+    if not result.done:
+        return result, None
+
+    # ---- 4. export ------------------------------------------------------------------------------------------
+    frame_size = _cache_frame_size(cache_dir)
+    meta = {"stage": stage, "recipe": recipe.to_dict(), "train_settings": asdict(settings),
+            "train_config": config.to_dict(),
+            "render_defaults": render_defaults(settings, recipe, fps, frame_size, temporal_factor), **(extra or {})}
+    written = [trainer.export(out_path, "mmdit", "mmdit", model_config.to_dict(), extra=meta, dtype=export_dtype)]
+    if train_text:
+        text_path = Path(text_out) if text_out is not None else out_path.with_name(TEXT_ENCODER_FILE)
+        written.append(trainer.export(text_path, "text_encoder", "text_encoder", text.config.to_dict(),
+                                      extra={"stage": stage, "trained_with": str(out_path), **(extra or {})},
+                                      dtype=export_dtype))
+    if dist.is_main:
+        say("wrote " + ", ".join(str(p) for p in written))
+    return result, written if dist.is_main else []
+
+
+def _manifest(cache_dir) -> dict:
+    import json
+
+    return json.loads((Path(cache_dir) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _cache_fingerprint(cache_dir) -> str:
+    return _manifest(cache_dir)["fingerprint"]
+
+
+def _cache_fps(cache_dir) -> float:
+    return float(_manifest(cache_dir)["fps"])
+
+
+def _cache_frame_size(cache_dir) -> tuple[int, int]:
+    return tuple(_manifest(cache_dir)["frame_size"])

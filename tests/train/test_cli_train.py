@@ -1,0 +1,140 @@
+"""`python -m omnihuman_core train ...`: the stage chain end to end with tiny presets, resume checks, errors."""
+
+import json
+
+import pytest
+import torch
+
+from omnihuman_core.cli import build_parser, main
+from omnihuman_core.pipeline.settings import RenderSettings
+from omnihuman_core.synth import write_dataset
+from omnihuman_core.weights import load_safetensors, read_metadata
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, 3, seed=7, size=64, frames=29, test_fraction=0.0, speech="babble")
+    return root
+
+
+@pytest.fixture(scope="module")
+def vae_file(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "vae", "--data", str(dataset), "--out", str(out / "vae.safetensors"), "--work",
+                     str(out / "work"), "--preset", "tiny", "--steps", "2", "--batch-size", "1", "--frames", "5",
+                     "--crop", "32", "--export-dtype", "float32"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out / "vae.safetensors"
+
+
+def mmdit(args, dataset, vae_file, tmp_path, stage, steps="2"):
+    return main(["train", "mmdit", "--stage", stage, "--data", str(dataset), "--vae", str(vae_file), "--preset", "tiny",
+                 "--frames", "9", "--steps", steps, "--batch-size", "2", "--cache", str(tmp_path / "cache"),
+                 "--work", str(tmp_path / f"work_{stage}"), "--export-dtype", "float32", *args])
+
+
+def test_train_help_lists_every_command():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    names = next(a for a in sub._actions if a.dest == "train_command").choices
+    assert set(names) == {"vae", "mmdit", "upscaler", "demo"}
+
+
+def test_vae_command_resume_with_other_settings_names_both(dataset, vae_file, capsys):
+    assert read_metadata(vae_file)["omnihuman.kind"] == "vae"
+    assert "train vae" in read_metadata(vae_file)["training_command"]
+    work = vae_file.parent / "work"
+    code = main(["train", "vae", "--data", str(dataset), "--out", str(vae_file.parent / "other.safetensors"),
+                 "--work", str(work), "--preset", "tiny", "--steps", "3", "--batch-size", "1", "--frames", "5",
+                 "--crop", "16"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "checkpoint config" in err and "this run's config" in err and "settings.crop: checkpoint 32, now 16" in err
+
+
+def test_stage_chain_base_stage1_stage2(dataset, vae_file, tmp_path):
+    base, stage1, stage2 = (tmp_path / f"{s}.safetensors" for s in ("base", "stage1", "stage2"))
+    assert mmdit(["--out", str(base)], dataset, vae_file, tmp_path, "base") == 0
+    text = tmp_path / "text_encoder.safetensors"
+    text_state, text_cfg = load_safetensors(text, "text_encoder")  # trained jointly, exported next to the base
+    assert text_cfg["dim"] == 32
+    assert mmdit(["--out", str(stage1), "--init", str(base)], dataset, vae_file, tmp_path, "stage1") == 0
+    assert mmdit(["--out", str(stage2), "--base", str(base), "--stage1", str(stage1)], dataset, vae_file, tmp_path,
+                 "stage2") == 0
+    b, _ = load_safetensors(base, "mmdit")
+    s1, _ = load_safetensors(stage1, "mmdit")
+    s2, cfg = load_safetensors(stage2, "mmdit")
+    assert cfg["latent_channels"] == 4 and cfg["audio_dim"] == 400
+    # Base: the audio branch never trained (still its init); stage 1 trained it.
+    assert any(not torch.equal(b[k], s1[k]) for k in b if k.startswith("audio_embed"))
+    meta = read_metadata(stage2)
+    defaults = json.loads(meta["render_defaults"])
+    assert defaults["segment_frames"] == 9 and defaults["short_side"] == 64 and defaults["fps"] == 24.0
+    settings = RenderSettings.for_model(stage2)
+    assert settings.segment_frames == 9 and settings.reference_mode == "pseudo_last_frame"
+    assert json.loads(meta["training"])["steps"] == 2 and "--stage stage2" in meta["training_command"]
+    # Stage 1 and 2 froze the text encoder: no new text encoder file was written over the base's.
+    assert torch.equal(load_safetensors(text, "text_encoder")[0]["token_embedding.weight"],
+                       text_state["token_embedding.weight"])
+
+
+def test_mmdit_stage_inputs_are_checked_first(dataset, vae_file, tmp_path, capsys):
+    assert mmdit(["--out", str(tmp_path / "x.safetensors")], dataset, vae_file, tmp_path, "stage1") == 2
+    assert "--init is required" in capsys.readouterr().err
+    assert mmdit(["--out", str(tmp_path / "x.safetensors"), "--base", str(vae_file)], dataset, vae_file, tmp_path,
+                 "stage2") == 2
+    assert "--stage1 is required" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # nothing was encoded
+
+
+def test_mmdit_resume_against_another_config_names_both(dataset, vae_file, tmp_path, capsys):
+    out = str(tmp_path / "b.safetensors")
+    assert mmdit(["--out", out, "--max-minutes", "0"], dataset, vae_file, tmp_path, "base") == 0
+    assert (tmp_path / "work_base" / "checkpoint.pt").exists() and not (tmp_path / "b.safetensors").exists()
+    assert mmdit(["--out", out, "--audio-mode", "cross_attention"], dataset, vae_file, tmp_path, "base") == 2
+    err = capsys.readouterr().err
+    assert "mmdit_config.audio_mode: checkpoint 'branch', now 'cross_attention'" in err
+    assert "checkpoint config" in err and "this run's config" in err
+
+
+def test_upscaler_command(dataset, vae_file, tmp_path):
+    out = tmp_path / "up.safetensors"
+    code = main(["train", "upscaler", "--data", str(dataset), "--vae", str(vae_file), "--out", str(out), "--work",
+                 str(tmp_path / "w"), "--preset", "sr-tiny", "--samples", "4", "--crop", "32", "--frames", "5",
+                 "--batch-size", "2", "--steps", "2"])
+    assert code == 0
+    from omnihuman_core.upscale import load_upscaler
+
+    up = load_upscaler(out)
+    assert up.config.mmdit.latent_channels == 4
+    assert "validation" in read_metadata(out)
+
+
+def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
+    """Every step of `train demo` within a tiny budget; a rerun skips the finished steps."""
+    args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work",
+            str(tmp_path / "work"), "--minutes-total", "0.25", "--preset", "tiny", "--sr-data", str(dataset)]
+    assert main(args) == 0
+    plan = json.loads((tmp_path / "work" / "plan.json").read_text())
+    assert plan["status"] == "done"
+    assert all(plan["stages"][s]["done"] for s in ("vae", "cache", "base", "stage1", "stage2", "upscaler"))
+    kinds = {}
+    for name in ("vae", "text_encoder", "mmdit", "upscaler"):
+        meta = read_metadata(tmp_path / "out" / f"{name}.safetensors")
+        kinds[name] = meta["omnihuman.kind"]
+        state, _ = load_safetensors(tmp_path / "out" / f"{name}.safetensors")
+        assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+        demo = json.loads(meta["demo"])
+        assert demo["steps"] >= 1 and "train demo" in demo["command"]
+    assert kinds == {"vae": "vae", "text_encoder": "text_encoder", "mmdit": "mmdit", "upscaler": "upscaler"}
+    defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
+    assert defaults["segment_frames"] == 9 and defaults["motion_frames"] == 5 and defaults["steps"] == 20
+    stamp = (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # everything done: only the export runs again
+    assert (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns == stamp

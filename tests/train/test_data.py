@@ -1,0 +1,197 @@
+"""Dataset scanning and validation, VAE windows, the MMDiT latent cache (contract batch) and its batches."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from omnihuman_core.audio import MelEncoder, frame_features, load_audio, pack_latent_frames
+from omnihuman_core.errors import InputError
+from omnihuman_core.media import VideoWriter, read_video_frames
+from omnihuman_core.synth import write_dataset
+from omnihuman_core.synth.speech import write_wav
+from omnihuman_core.train.data import (LatentBatches, LatentCache, VideoWindows, build_latent_cache, clip_folders,
+                                       scan_dataset)
+from omnihuman_core.vae import CausalVideoVAE
+
+FRAMES = 29  # a 9-frame window + 16 frames to the pseudo last frame (delta 4) fit, with room to move
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, 5, seed=3, size=64, frames=FRAMES, test_fraction=0.0, speech="babble")
+    return root
+
+
+def tiny_vae(seed=0):
+    torch.manual_seed(seed)
+    return CausalVideoVAE.from_config("tiny").eval()
+
+
+def copy(dataset, tmp_path):
+    dst = tmp_path / "data"
+    shutil.copytree(dataset, dst)
+    return dst
+
+
+def test_scan_reads_every_clip(dataset):
+    clips = scan_dataset(dataset, log=None)
+    assert len(clips) == 5
+    c = clips[0]
+    assert (c.frames, c.height, c.width, c.fps) == (FRAMES, 64, 64, 24.0)
+    assert c.caption and c.audio_seconds == pytest.approx(FRAMES / 24, abs=1e-3)
+
+
+def test_bad_clips_are_named_and_skipped_then_an_empty_set_is_an_error(dataset, tmp_path):
+    root = copy(dataset, tmp_path)
+    folders = clip_folders(root)
+    (folders[0] / "caption.txt").unlink()
+    write_wav(folders[1] / "audio.wav", np.zeros(8000, np.float32))  # 0.5 s of audio for a 1.2 s video
+    with VideoWriter(folders[2] / "video.mp4", 24.0, 32, 32) as w:  # another frame size than the other clips
+        w.write(np.zeros((FRAMES, 32, 32, 3), np.uint8))
+    messages = []
+    clips = scan_dataset(root, log=messages.append)
+    assert [c.clip_id for c in clips] == [folders[3].name, folders[4].name]
+    warning = messages[0]
+    assert "skipped 3 of 5" in warning
+    assert f"{folders[0].name}: missing caption.txt" in warning
+    assert f"{folders[1].name}: audio.wav is 0.50 s but the video 1.21 s" in warning
+    assert f"{folders[2].name}: frame size 32x32 differs from the dataset's 64x64" in warning
+    (folders[3] / "video.mp4").write_bytes(b"not a video at all")
+    (folders[2] / "video.mp4").unlink()
+    messages.clear()
+    assert [c.clip_id for c in scan_dataset(root, log=messages.append)] == [folders[4].name]
+    assert f"{folders[3].name}: video.mp4 unreadable" in messages[0]
+    (folders[4] / "audio.wav").unlink()
+    with pytest.raises(InputError, match=str(root)):
+        scan_dataset(root, log=None)
+
+
+def test_folders_without_index_and_missing_folders(dataset, tmp_path):
+    root = copy(dataset, tmp_path)
+    (root / "index.json").unlink()
+    assert len(scan_dataset(root, log=None)) == 5  # every sub-folder holding a video.mp4 is a clip
+    with pytest.raises(InputError, match="does not exist"):
+        scan_dataset(tmp_path / "nowhere", log=None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no clips found"):
+        scan_dataset(tmp_path / "empty", log=None)
+
+
+def test_video_windows_are_a_pure_function_of_the_step(dataset):
+    clips = scan_dataset(dataset, need_audio=False, need_caption=False, log=None)
+    w = VideoWindows(clips, frames=9, crop=32, batch_size=3, seed=1, log=None)
+    b = w.batch(5)
+    assert b.shape == (3, 3, 9, 32, 32) and b.dtype == torch.float32
+    assert -1.0 <= float(b.min()) and float(b.max()) <= 1.0
+    assert torch.equal(b, w.batch(5)) and not torch.equal(b, w.batch(6))
+    other_rank = VideoWindows(clips, frames=9, crop=32, batch_size=3, seed=1, rank=1, world=2, log=None)
+    assert len(other_rank.videos) == 2  # rank 1 of 2 holds clips 1 and 3
+    with pytest.raises(InputError, match="1 \\+ 4k"):
+        VideoWindows(clips, frames=8, crop=32, batch_size=1, log=None)
+
+
+@pytest.fixture(scope="module")
+def cache(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    # Module fixtures run before the suite's single-thread fixture; bit-exact comparisons need the same threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_latent_cache(dataset, tiny_vae(), out, frames=9, windows_per_clip=2, seed=0, log=None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cache_holds_the_contract_batch_made_as_inference_makes_it(dataset, cache):
+    vae = tiny_vae()
+    assert len(cache) == 10
+    assert cache.tensors["latents"].shape == (10, 4, 3, 8, 8)
+    assert cache.tensors["last_latent"].shape == (10, 4, 1, 8, 8)
+    assert cache.tensors["reference_latent"].shape == (10, 4, 1, 8, 8)
+    assert cache.tensors["audio"].shape == (10, 3, 4, 400)
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    window = manifest["shards"][0]["windows"][1]
+    i = 1
+    folder = dataset / "train" / window["clip_id"]
+    frames = torch.from_numpy(read_video_frames(folder / "video.mp4")).permute(3, 0, 1, 2).float() / 127.5 - 1
+    s, last, ref = window["start"], window["last_frame"], window["reference_frame"]
+    assert last == s + 9 - 1 + 16 and not s <= ref < s + 9
+    with torch.no_grad():
+        lat = vae.encode(frames[None, :, s:s + 9])
+        last_lat = vae.encode(frames[None, :, last:last + 1])
+        ref_lat = vae.encode(frames[None, :, ref:ref + 1])
+    tol = dict(atol=2e-3, rtol=2e-3)  # stored in float16
+    torch.testing.assert_close(cache.tensors["latents"][i].float(), lat[0], **tol)
+    torch.testing.assert_close(cache.tensors["last_latent"][i].float(), last_lat[0], **tol)
+    torch.testing.assert_close(cache.tensors["reference_latent"][i].float(), ref_lat[0], **tol)
+    # Audio: the renderer's path (features of the whole clip, per frame, sliced, packed per latent frame).
+    mel = MelEncoder()
+    feats = mel.encode(load_audio(folder / "audio.wav", allow_silent=True).waveform).float()
+    per_frame = frame_features(feats, mel.feature_rate, 24.0, FRAMES, 5)
+    torch.testing.assert_close(cache.tensors["audio"][i].float(), pack_latent_frames(per_frame[s:s + 9]), **tol)
+    assert cache.captions[i] == (folder / "caption.txt").read_text().strip()
+
+
+def test_cache_is_reused_resumed_and_rebuilt_for_another_vae(dataset, cache, tmp_path, monkeypatch):
+    import omnihuman_core.media as media
+
+    real = media.read_video_frames
+    calls = []
+
+    def dies_on_third(path, *a, **k):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process is killed mid-build
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(media, "read_video_frames", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
+    calls.clear()
+    monkeypatch.setattr(media, "read_video_frames", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    resumed = build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1,
+                                 log=None)
+    assert len(calls) == 3  # only the clips not yet in a shard
+    for k in LatentBatches.KEYS:
+        assert torch.equal(resumed.tensors[k], cache.tensors[k])
+    assert resumed.captions == cache.captions
+    calls.clear()
+    build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
+    assert calls == []  # complete and up to date
+    messages = []
+    other = build_latent_cache(dataset, tiny_vae(seed=1), tmp_path, frames=9, windows_per_clip=2, log=messages.append)
+    assert any("another VAE" in m for m in messages)
+    assert not torch.equal(other.tensors["latents"], cache.tensors["latents"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard_00000.safetensors"]
+
+
+def test_clips_too_short_for_the_pseudo_last_frame_are_named(dataset, tmp_path):
+    with pytest.raises(InputError) as e:
+        build_latent_cache(dataset, tiny_vae(), tmp_path, frames=17, delta=4.0, log=None)
+    assert f"{FRAMES} frames, a training window needs 33" in str(e.value)
+
+
+def test_latent_batches_order_resume_and_sharding(cache):
+    b = LatentBatches(cache, batch_size=2, seed=5)
+    batch = b.batch(3)
+    assert batch["latents"].dtype == torch.float32 and batch["latents"].shape == (2, 4, 3, 8, 8)
+    assert batch["audio"].shape == (2, 3, 4, 400) and len(batch["captions"]) == len(batch["clip_ids"]) == 2
+    it = b.iterate(start=3)
+    assert b.indices(3) == LatentBatches(cache, 2, seed=5).indices(3)
+    assert torch.equal(next(it)["latents"], batch["latents"])
+    epoch = [i for k in range(b.per_epoch) for i in b.indices(k)]
+    assert len(set(epoch)) == len(epoch) == 10  # each window once per epoch
+    r0, r1 = LatentBatches(cache, 2, seed=5, rank=0, world=2), LatentBatches(cache, 2, seed=5, rank=1, world=2)
+    seen = [set(r.indices(k)) for r in (r0, r1) for k in range(r0.per_epoch)]
+    assert len(set().union(*seen)) == sum(len(s) for s in seen)  # ranks never share a window in an epoch
+    with pytest.raises(InputError, match="batch size"):
+        LatentBatches(cache, batch_size=11)
+
+
+def test_cache_load_refuses_an_incomplete_folder(tmp_path):
+    with pytest.raises(InputError, match="no complete latent cache"):
+        LatentCache.load(tmp_path)
