@@ -350,7 +350,7 @@ def bench_render(args) -> list[Row]:
     if missing:
         return [Row("render", "5 s clip seconds / 60 s budget", None, "<= 1.00", None, f"missing {', '.join(missing)}")]
     seconds = 1.0 if args.quick else 5.0
-    sound = load_audio(root / "examples" / "speech.wav")
+    sound = load_audio(root / "example_inputs" / "speech.wav")
     n = int(round(seconds * 16000))
     sound.waveform = sound.waveform[:n]
     threads = torch.get_num_threads()
@@ -364,7 +364,7 @@ def bench_render(args) -> list[Row]:
         renderer = Renderer.from_files(files["mmdit"], files["vae"], str(files["text_encoder"]), "mel", device="cpu")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            generate(renderer, root / "examples" / "character.png", sound, "A character talking to the camera.",
+            generate(renderer, root / "example_inputs" / "character.png", sound, "A character talking to the camera.",
                      out_path=Path(tmp) / "clip.mp4", seed=0)
             dt = time.perf_counter() - t0
     finally:

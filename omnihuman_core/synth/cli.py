@@ -39,7 +39,9 @@ def add_synth_parser(subparsers) -> None:
     e = subparsers.add_parser("synth-examples", help="write the example inputs: character.png, robot.png, speech.wav",
                               description="A human-like character and a robot (256x256 PNG) and about 5 s of speech "
                                           "with one pause (16 kHz mono WAV).")
-    e.add_argument("--out", type=Path, default=Path("examples"), help="folder (default examples/)")
+    e.add_argument("--out", type=Path, default=Path("example_inputs"), help="folder (default example_inputs/)")
+    # Not "examples/": ComfyUI 0.8 serves a pack folder of that name as the pack's workflow templates,
+    # which would hide workflows/.
     e.add_argument("--speech", default="auto", choices=("auto", "espeak", "babble"))
     e.set_defaults(func=run_synth_examples)
 

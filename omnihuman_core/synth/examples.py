@@ -59,7 +59,7 @@ def write_examples(out_dir, speech: str = "auto") -> dict:
     """Write character.png, robot.png and speech.wav into `out_dir`; returns {name: path}."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder (e.g. examples/)")
+        raise InputError(f"--out {out} is a file; give a folder (e.g. example_inputs/)")
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, kind in (("character.png", "human"), ("robot.png", "robot")):

@@ -7,10 +7,10 @@ from PIL import Image
 
 from omnihuman_core.synth import read_wav
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_inputs"
 
 
-@pytest.mark.skipif(not (EXAMPLES / "speech.wav").exists(), reason="examples/ not generated (synth-examples)")
+@pytest.mark.skipif(not (EXAMPLES / "speech.wav").exists(), reason="example_inputs/ not generated (synth-examples)")
 def test_shipped_examples():
     files = {p.name: p for p in EXAMPLES.iterdir() if p.name in ("character.png", "robot.png", "speech.wav")}
     assert sorted(files) == ["character.png", "robot.png", "speech.wav"]
