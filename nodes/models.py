@@ -168,16 +168,10 @@ def load_text_encoder(path: Path) -> TextEncoderProxy:
 
 def load_upscaler(path: Path):
     """The super-resolution model in `path`, built with ComfyUI's layers; returns (Upscaler, Managed)."""
-    from omnihuman_core.upscale import Upscaler, UpscalerConfig
-    from omnihuman_core.weights import load_into, load_safetensors
+    from omnihuman_core.upscale import Upscaler, read_upscaler
+    from omnihuman_core.weights import load_into
 
-    state, config = load_safetensors(path, Upscaler.kind)
-    if not config:
-        raise WeightsError(f"{path} has no upscaler config in its metadata; it was not written by save_upscaler")
-    try:
-        cfg = UpscalerConfig.from_dict(config)
-    except InputError as e:
-        raise WeightsError(f"{path}: {e}") from e
+    state, cfg = read_upscaler(path)
     device, offload = _comfy.torch_device(), _comfy.offload_device()
     weight, compute = _comfy.model_dtypes("auto", device, sum(v.numel() for v in state.values()))
     # The upscaler computes in its weights' dtype (Upscaler.velocity casts inputs to it).

@@ -1,7 +1,7 @@
 """Super-resolution: the paper's "separate super-resolution model of the same architecture" (the MMDiT
 with the low-res latent as extra input channels), tiled video upscaling, and its training data and loss."""
 
-from .model import PRESETS, Upscaler, UpscalerConfig, load_upscaler, sample_latent, save_upscaler, sr_sigmas
+from .model import PRESETS, Upscaler, UpscalerConfig, load_upscaler, read_upscaler, sample_latent, save_upscaler, sr_sigmas
 from .tiling import Axis, TilePlan, axis_tiles, bicubic_upscale, plan_tiles, spatial_multiple, upscale_video
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "axis_tiles",
     "bicubic_upscale",
     "load_upscaler",
+    "read_upscaler",
     "plan_tiles",
     "sample_latent",
     "save_upscaler",

@@ -241,17 +241,24 @@ def save_upscaler(path, upscaler: Upscaler, extra: Mapping[str, object] | None =
     return save_safetensors(path, upscaler.state_dict(), Upscaler.kind, upscaler.config.to_dict(), extra=extra)
 
 
-def load_upscaler(path, device=None, dtype=None) -> Upscaler:
-    """The upscaler saved at `path` (kind "upscaler"), in eval mode, on `device` in `dtype` (default CPU, fp32)."""
-    from ..weights import load_into, load_safetensors
+def read_upscaler(path) -> tuple[dict, UpscalerConfig]:
+    """(state dict, config) of an upscaler file, checked to be one (kind and config); for custom builders."""
+    from ..weights import load_safetensors
 
     state, config = load_safetensors(path, Upscaler.kind)
     if not config:
         raise WeightsError(f"{path} has no upscaler config in its metadata; it was not written by save_upscaler")
     try:
-        cfg = UpscalerConfig.from_dict(config)
+        return state, UpscalerConfig.from_dict(config)
     except InputError as e:
         raise WeightsError(f"{path}: {e}") from e
+
+
+def load_upscaler(path, device=None, dtype=None) -> Upscaler:
+    """The upscaler saved at `path` (kind "upscaler"), in eval mode, on `device` in `dtype` (default CPU, fp32)."""
+    from ..weights import load_into
+
+    state, cfg = read_upscaler(path)
     upscaler = Upscaler(cfg, device=device, dtype=dtype)
     load_into(upscaler, state, path)
     return upscaler.eval()
