@@ -11,33 +11,16 @@ from omnihuman_core.model import MMDiT, MMDiTConfig
 from omnihuman_core.sampling.conditioning import SegmentConditions
 from omnihuman_core.sampling.denoise import make_noise, sample_segment
 from omnihuman_core.sampling.guidance import Guidance
-from omnihuman_core.text.builtin import BuiltinTextConfig, BuiltinTextEncoder
 from omnihuman_core.train.objective import (
     ABLATIONS, Draws, Recipe, encode_captions, flow_matching_loss, loss_from_draws, sample_timesteps,
 )
 from omnihuman_core.train.stages import STAGES, split_steps, trainable_parameters
+from .helpers import randomized, tiny_model, tiny_text
 
 B, C, T, H, W = 4, 4, 5, 4, 4  # tiny preset: 4 latent channels; 5 latent frames = 17 video frames
 A, D = 4, 24  # audio tokens per latent frame, tiny audio_dim
 CAPTIONS = ["a woman waves", "he nods slowly", "", "a man talks and smiles"]
 
-
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights instead of adaLN-zero's identity init, so the velocity depends on every input."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            p.copy_(r / math.sqrt(p.shape[-1]) if p.dim() >= 2 else (1 + 0.1 * r if "norm" in name else 0.1 * r))
-    return model
-
-
-def tiny_model(seed=0, **overrides):
-    return randomized(MMDiT(MMDiTConfig.preset("tiny", **overrides)), seed)
-
-
-def tiny_text():
-    return BuiltinTextEncoder(BuiltinTextConfig.preset("tiny"))
 
 
 def make_batch(seed=0, b=B):

@@ -1,6 +1,5 @@
 """MM-branch warm-up: what each stage trains, and stage 2's rebuild from the base and stage 1."""
 
-import math
 
 import pytest
 import torch
@@ -9,29 +8,14 @@ from omnihuman_core.errors import InputError
 from omnihuman_core.model import MMDiT, MMDiTConfig
 from omnihuman_core.model.mmdit import branch_of_param
 from omnihuman_core.text.base import TextEncoder
-from omnihuman_core.text.builtin import BuiltinTextConfig, BuiltinTextEncoder
 from omnihuman_core.train.objective import Recipe, flow_matching_loss
 from omnihuman_core.train.stages import (
     FULL_SCHEDULE, JOINT_SCHEDULE, STAGES, build_stage2, split_steps, trainable_parameters, trains_text_encoder,
 )
 from omnihuman_core.weights import load_into
+from .helpers import randomized, tiny_text
+from .helpers import tiny_model as tiny
 
-
-def randomized(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            p.copy_(r / math.sqrt(p.shape[-1]) if p.dim() >= 2 else (1 + 0.1 * r if "norm" in name else 0.1 * r))
-    return model
-
-
-def tiny(seed=0, **overrides):
-    return randomized(MMDiT(MMDiTConfig.preset("tiny", **overrides)), seed)
-
-
-def tiny_text():
-    return BuiltinTextEncoder(BuiltinTextConfig.preset("tiny"))
 
 
 def batch(b=2, t=5, hw=4):
