@@ -1,6 +1,5 @@
 """MM-branch warm-up: what each stage trains, and stage 2's rebuild from the base and stage 1."""
 
-
 import pytest
 import torch
 
@@ -13,6 +12,7 @@ from omnihuman_core.train.stages import (
     FULL_SCHEDULE, JOINT_SCHEDULE, STAGES, build_stage2, split_steps, trainable_parameters, trains_text_encoder,
 )
 from omnihuman_core.weights import load_into
+
 from .helpers import randomized, tiny_text
 from .helpers import tiny_model as tiny
 
