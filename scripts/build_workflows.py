@@ -67,6 +67,17 @@ def model_links():
     ]
 
 
+def system2_links():
+    """Image and audio into the Analyzer, its analysis (with the audio and the model's grid) into the Planner."""
+    return [
+        ("image", "IMAGE", "analyzer", "image"),
+        ("audio", "AUDIO", "analyzer", "audio"),
+        ("analyzer", "OMNIHUMAN_ANALYSIS", "planner", "analysis"),
+        ("audio", "AUDIO", "planner", "audio"),
+        ("model", "OMNIHUMAN_MODEL", "planner", "model"),
+    ]
+
+
 def render_nodes(col, prefix):
     return [
         node("chainer", "OmniHumanSegmentChainer", col, FIXED_SEED, width=380, height=CHAINER_HEIGHT),
@@ -112,11 +123,7 @@ def workflow_1() -> dict:
     ]
     links = [
         *model_links(),
-        ("image", "IMAGE", "analyzer", "image"),
-        ("audio", "AUDIO", "analyzer", "audio"),
-        ("analyzer", "OMNIHUMAN_ANALYSIS", "planner", "analysis"),
-        ("audio", "AUDIO", "planner", "audio"),
-        ("model", "OMNIHUMAN_MODEL", "planner", "model"),
+        *system2_links(),
         *render_links("planner"),
         ("model", "OMNIHUMAN_MODEL", "sampler", "model"),
         ("image", "IMAGE", "sampler", "image"),
@@ -156,11 +163,7 @@ def workflow_2() -> dict:
         ("llm", "OMNIHUMAN_LLM", "analyzer", "llm"),
         ("llm", "OMNIHUMAN_LLM", "planner", "llm"),
         ("llm", "OMNIHUMAN_LLM", "reflection", "llm"),
-        ("image", "IMAGE", "analyzer", "image"),
-        ("audio", "AUDIO", "analyzer", "audio"),
-        ("analyzer", "OMNIHUMAN_ANALYSIS", "planner", "analysis"),
-        ("audio", "AUDIO", "planner", "audio"),
-        ("model", "OMNIHUMAN_MODEL", "planner", "model"),
+        *system2_links(),
         ("planner", "OMNIHUMAN_SCHEDULE", "editor", "schedule"),
         *render_links("editor", images_from=("upscaler", 0)),
         ("reflection", "OMNIHUMAN_REFLECTION", "chainer", "reflection"),
@@ -195,11 +198,7 @@ def workflow_3() -> dict:
     ]
     links = [
         *model_links(),
-        ("image", "IMAGE", "analyzer", "image"),
-        ("audio", "AUDIO", "analyzer", "audio"),
-        ("analyzer", "OMNIHUMAN_ANALYSIS", "planner", "analysis"),
-        ("audio", "AUDIO", "planner", "audio"),
-        ("model", "OMNIHUMAN_MODEL", "planner", "model"),
+        *system2_links(),
         ("planner", "OMNIHUMAN_SCHEDULE", "editor", "schedule"),
         *render_links("editor"),
     ]
@@ -241,11 +240,7 @@ def workflow_4() -> dict:
         node("save", "SaveVideo", 5, {"filename_prefix": "omnihuman/wan_s2v"}),
     ]
     links = [
-        ("image", "IMAGE", "analyzer", "image"),
-        ("audio", "AUDIO", "analyzer", "audio"),
-        ("analyzer", "OMNIHUMAN_ANALYSIS", "planner", "analysis"),
-        ("audio", "AUDIO", "planner", "audio"),
-        ("model", "OMNIHUMAN_MODEL", "planner", "model"),
+        *system2_links(),
         ("planner", "OMNIHUMAN_SCHEDULE", "to_prompts", "schedule"),
         ("to_prompts", 1, "positive", "text"),
         ("clip", "CLIP", "positive", "clip"),
