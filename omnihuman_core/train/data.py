@@ -348,17 +348,22 @@ def module_fingerprint(module: torch.nn.Module) -> str:
 
 
 def load_vae(vae, device=None, dtype=None):
-    """(VAE module in eval mode, fingerprint) from a weights file or a module."""
+    """(VAE module in eval mode, fingerprint) from a weights file or a module.
+
+    The fingerprint is always the hash of the weights, never of the file: `train demo` builds the cache
+    from the VAE's path and the MMDiT stages then check it with the loaded module, and both must agree
+    (a file fingerprint also changes with metadata alone, which does not change a single latent).
+    """
     if isinstance(vae, torch.nn.Module):
         return vae.eval(), module_fingerprint(vae)
     from ..vae import CausalVideoVAE
-    from ..weights import file_fingerprint, load_into, load_safetensors
+    from ..weights import load_into, load_safetensors
 
     path = Path(vae)
     state, config = load_safetensors(path, "vae")
     module = CausalVideoVAE.from_config(config, device=device, dtype=dtype)
     load_into(module, state, path)
-    return module.eval(), file_fingerprint(path)
+    return module.eval(), module_fingerprint(module)
 
 
 def _window_plan(clip: ClipInfo, settings: CacheSettings, temporal_factor: int) -> list[tuple[int, int, int]]:

@@ -169,6 +169,22 @@ def test_cache_is_reused_resumed_and_rebuilt_for_another_vae(dataset, cache, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard_00000.safetensors"]
 
 
+def test_cache_built_from_a_vae_file_is_reused_with_the_loaded_module(dataset, tmp_path):
+    """`train demo` builds the cache from the VAE's path, the MMDiT stages check it with the loaded module:
+    the same weights must give the same fingerprint (once a 10-minute cache was rebuilt from scratch)."""
+    from omnihuman_core.weights import save_safetensors
+
+    vae = tiny_vae()
+    path = tmp_path / "vae.safetensors"
+    save_safetensors(path, vae.state_dict(), "vae", vae.config.to_dict(),
+                     extra={"note": "metadata does not change a latent"})
+    build_latent_cache(dataset, path, tmp_path / "cache", frames=9, windows_per_clip=2, log=None)
+    messages = []
+    build_latent_cache(dataset, tiny_vae(), tmp_path / "cache", frames=9, windows_per_clip=2, log=messages.append)
+    assert not any("another VAE" in m for m in messages), messages
+    assert any("up to date" in m for m in messages), messages
+
+
 def test_clips_too_short_for_the_pseudo_last_frame_are_named(dataset, tmp_path):
     with pytest.raises(InputError) as e:
         build_latent_cache(dataset, tiny_vae(), tmp_path, frames=17, delta=4.0, log=None)
