@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The paper's Table 1 in miniature (BENCHMARKS.md, "Ablation table"): every trained variant of
+# omnihuman_core.train.objective.ABLATIONS gets the same MMDiT training budget from the same VAE and latent
+# cache, split over its stages as the full schedule splits it (stages.FULL_SCHEDULE: base 40 %, stage 1 18 %,
+# stage 2 42 %; the no-warm-up variant spends it all in one joint stage), then every model is rendered on the
+# same held-out clips with the same seed and settings and scored by the probes.
+#
+#   bash scripts/ablations.sh                 # defaults below; rerunning resumes every run and skips finished ones
+#   MINUTES=20 CLIPS=20 bash scripts/ablations.sh
+#
+# Needs: the synthetic dataset (DATA), a trained VAE (VAE) and its text encoder comes from each base stage.
+# The latent cache of `train demo` is reused when CACHE points at it (same VAE and settings), else built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+P=${PYTHON:-.venv/bin/python}
+DATA=${DATA:-data/synth}
+VAE=${VAE:-models/demo/vae.safetensors}
+WORK=${WORK:-runs/ablations}
+CACHE=${CACHE:-$WORK/latent_cache}
+MINUTES=${MINUTES:-8}         # MMDiT training minutes per variant (all stages together)
+CLIPS=${CLIPS:-12}            # held-out clips rendered per row
+STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
+RESULTS=${RESULTS:-results/ablations}
+mkdir -p "$WORK" "$RESULTS"
+
+split() { "$P" -c "print(round($MINUTES * $1, 3))"; }
+M_BASE=$(split 0.40); M_S1=$(split 0.18); M_S2=$(split 0.42)
+
+train() {  # name, extra args for every stage
+  local name=$1; shift
+  local w=$WORK/$name
+  [ -f "$w/mmdit.safetensors" ] && return 0
+  local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32)
+  if [ "$name" = no_mm_warmup ]; then
+    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" --minutes "$MINUTES" \
+      --out "$w/mmdit.safetensors" --work "$w/joint"
+    return 0
+  fi
+  "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" --minutes "$M_BASE" \
+    --out "$w/base.safetensors" --work "$w/base"
+  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" --minutes "$M_S1" \
+    --init "$w/base.safetensors" --out "$w/stage1.safetensors" --work "$w/stage1"
+  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" --minutes "$M_S2" \
+    --base "$w/base.safetensors" --stage1 "$w/stage1.safetensors" --out "$w/mmdit.safetensors" --work "$w/stage2"
+}
+
+evaluate() {  # label, model name, extra evaluate args
+  local label=$1 name=$2; shift 2
+  [ -f "$RESULTS/$label.json" ] && return 0
+  "$P" -m omnihuman_core evaluate run --data "$DATA" --split test --clips "$CLIPS" ${STEPS:+--steps "$STEPS"} \
+    --mmdit "$WORK/$name/mmdit.safetensors" --vae "$VAE" --text-encoder "$WORK/$name/text_encoder.safetensors" \
+    --label "$label" --out "$RESULTS/$label.json" "$@"
+}
+
+train full
+train cross_attention_audio --audio-mode cross_attention
+train no_mm_warmup
+train reference_image --recipe-reference-mode reference
+train no_reference --recipe-reference-mode none
+
+evaluate full full
+evaluate no_reasoning full --prompts generic
+evaluate cross_attention_audio cross_attention_audio
+evaluate no_mm_warmup no_mm_warmup
+evaluate reference_image reference_image --reference-mode reference
+evaluate no_reference no_reference --reference-mode none
+
+"$P" -m omnihuman_core evaluate table "$RESULTS"/*.json --out-md "$RESULTS/table.md"
+cat "$RESULTS/table.md"
