@@ -143,7 +143,7 @@ class _DemoRun:
             t0 = time.time()
             # Small crops of short windows in bigger batches: the convolutional VAE learns the same statistics
             # ~4x cheaper per step than 64 px x 9 frames, and lr 1e-3 converged where 4e-4 had not within the
-            # demo's budget (measured: 2700 steps, L1-dominated loss 0.11 in ~60 min on 2 cores).
+            # demo's budget (the shipped VAE: 4591 steps, loss 0.103, models/demo/README.md).
             settings = VAESettings(preset=self.preset, crop=32, frames=5, max_clips=200,
                                    stats_windows=2 if tiny else 24, stats_frames=9 if tiny else 17)
             config = TrainConfig(lr=1e-3, warmup=100, batch_size=2 if tiny else 8, ema_decay=0.999, seed=seed,
