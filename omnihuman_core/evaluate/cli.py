@@ -18,7 +18,8 @@ def _model_args(p: argparse.ArgumentParser, need_model: bool = False) -> None:
     p.add_argument("--split", default="test", help="split to evaluate (default: test, the unseen identities)")
     p.add_argument("--probes", type=Path, help="probe weights (default: models/probes/probes.safetensors)")
     p.add_argument("--mmdit", type=Path, help="MMDiT .safetensors; without it only the ground truth is measured")
-    p.add_argument("--vae", type=Path, help="VAE .safetensors (required with --mmdit)")
+    p.add_argument("--vae", type=Path, help="VAE .safetensors (required with --mmdit; `run` without --mmdit: "
+                   "measure the clips passed through this VAE and back, the ceiling of a model using it)")
     p.add_argument("--text-encoder", help="builtin:<preset>, a built-in encoder .safetensors or a transformers "
                    "folder (required with --mmdit)")
     p.add_argument("--audio-encoder", default="mel", help="mel (default) or a local wav2vec2 / Whisper folder")
@@ -85,8 +86,11 @@ def _model(args):
     from .run import ModelFiles
 
     if args.mmdit is None:
-        if args.vae or args.text_encoder:
-            raise InputError("--vae / --text-encoder were given without --mmdit; pass the MMDiT file too")
+        if args.text_encoder:
+            raise InputError("--text-encoder was given without --mmdit; pass the MMDiT file too")
+        if args.vae and args.evaluate_command != "run":
+            raise InputError("--vae without --mmdit (the VAE round trip) is measured by `evaluate run` only; "
+                             "pass the MMDiT file too")
         return None
     if args.vae is None or args.text_encoder is None:
         raise InputError("--mmdit needs --vae and --text-encoder (the files the model was trained with)")
@@ -127,7 +131,8 @@ def _cmd_check(args) -> int:
 def _cmd_run(args) -> int:
     from .run import run_benchmark
 
-    result = run_benchmark(args.data, clips=args.clips, **_common(args))
+    result = run_benchmark(args.data, clips=args.clips, vae=args.vae if args.mmdit is None else None,
+                           **_common(args))
     print(json.dumps(result["summary"], indent=1))
     for k, v in result["unavailable"].items():
         print(f"note ({k}): {v}", file=sys.stderr)

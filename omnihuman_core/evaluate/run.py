@@ -5,6 +5,8 @@ clip's audio with the clip's schedule (one prompt per segment, made from the cli
 generic prompt, rendered by `pipeline.generate`; the same metrics on the clip's own video are the ceiling.
 `run_drift` (`evaluate drift`): one long video from concatenated test audios, first vs last window.
 `results_table` (`evaluate table`): the markdown ablation table from result files.
+With a VAE and no MMDiT, `run_benchmark` also measures each clip passed through the VAE and back: the ceiling
+of any MMDiT that renders through that VAE, which tells a weak VAE from a weak MMDiT.
 """
 
 from __future__ import annotations
@@ -321,11 +323,55 @@ def _json_default(o):
 # -------------------------------------------------------------------------------------------- run
 
 
+def _load_vae(path, device=None, dtype=None):
+    from ..vae import CausalVideoVAE
+    from ..weights import load_into, load_safetensors
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--vae {path} does not exist")
+    state, config = load_safetensors(path, "vae")
+    vae = CausalVideoVAE.from_config(config, device=device, dtype=dtype)
+    load_into(vae, state, path)
+    return vae.eval()
+
+
+def vae_round_trip(vae, frames: np.ndarray, window: int = 33) -> np.ndarray:
+    """uint8 frames [T, H, W, 3] encoded and decoded by `vae`, in independent windows of `window` frames.
+
+    Windows, not the whole clip at once: the renderer also encodes and decodes segment by segment, and a
+    minute of frames in one causal pass would not fit in memory. A short last window is padded to the VAE's
+    1 + k * temporal frames with its last frame, and the padding dropped again.
+    """
+    import torch
+
+    frames = np.asarray(frames)
+    param = next(vae.parameters())
+    tf = int(vae.temporal_factor)
+    out = []
+    with torch.no_grad():
+        for a in range(0, frames.shape[0], window):
+            chunk = frames[a:a + window]
+            n = chunk.shape[0]
+            padded = 1 + -(-(n - 1) // tf) * tf
+            if padded > n:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], padded - n, 0)], 0)
+            x = torch.from_numpy(chunk).to(param.device, torch.float32).permute(3, 0, 1, 2)[None] / 127.5 - 1
+            y = vae.decode(vae.encode(x.to(param.dtype))).float().clamp(-1, 1)
+            y = ((y[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+            out.append(y[:n])
+    return np.concatenate(out, 0)
+
+
 def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, probes_path=None,
                   model: ModelFiles | None = None, reference_mode: str | None = None, prompts: str = "schedule",
                   steps: int | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
-                  out=None, label: str | None = None, progress: Callable[[str], None] | None = print) -> dict:
-    """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given."""
+                  out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
+                  vae=None) -> dict:
+    """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
+
+    `vae` (a .safetensors path, only without `model`): also measure every clip after a VAE round trip.
+    """
     from ..pipeline.segments import plan_segments
     from ..pipeline.settings import RenderSettings
     from .probes import Probes, check_probe_file
@@ -334,8 +380,12 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     _check_choices(prompts, reference_mode)
     out_path = _check_out(out) if out is not None else None
     check_probe_file(probes_path)
+    if vae is not None and model is not None:
+        raise InputError("--vae without --mmdit measures the VAE alone; with --mmdit the VAE is the model's own "
+                         "(drop one of them)")
     eval_clips = dataset_split(data_dir, split, clips)
     probes = Probes.load(probes_path)
+    vae_only = _load_vae(vae, device=device, dtype=dtype) if vae is not None else None
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else RenderSettings()
@@ -366,6 +416,9 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
             frames = _render(renderer, ref, sound, render_prompts, work / f"{clip.id}.mp4", seed)
             row["model"] = video_metrics(probes, frames, sound.waveform, settings.fps, ref_emb, spans,
                                          normalize_audio=real_audio)
+        if vae_only is not None:
+            row["vae"] = video_metrics(probes, vae_round_trip(vae_only, gt_frames, settings.segment_frames),
+                                       sound.waveform, gt_fps, ref_emb, spans, normalize_audio=real_audio)
         rows.append(row)
         g = row["gt"]
         if "model" in row:
@@ -376,13 +429,19 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
         else:
             text = (f"GT lip sync {_fmt(g['lip_sync'])}, identity {_fmt(g['identity'])}, "
                     f"actions {g['action_correct']}/{g['action_total']}")
+        if "vae" in row:
+            v = row["vae"]
+            text += (f"; VAE round trip lip sync {_fmt(v['lip_sync'])}, identity {_fmt(v['identity'])}, "
+                     f"actions {v['action_correct']}/{v['action_total']}")
         _log(progress, f"[{i + 1}/{len(eval_clips)}] {clip.id}: {text} ({time.monotonic() - t0:.0f} s)")
     floor = chance_lip_sync([r["gt"].pop("tracks") for r in rows])
     for r in rows:
         r.get("model", {}).pop("tracks", None)
+        r.get("vae", {}).pop("tracks", None)
     gt_sum = summarize([r["gt"] for r in rows])
     gt_sum["lip_sync_chance"] = floor
     model_sum = summarize([r["model"] for r in rows]) if renderer is not None else None
+    vae_sum = summarize([r["vae"] for r in rows]) if vae_only is not None else None
     result = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "run",
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
@@ -390,7 +449,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
         "model_files": {k: str(v) for k, v in vars(model).items()} if model else None,
         "settings": _settings_record(renderer, prompts, reference_mode),
         "probes": {"path": str(probes.path), "test": probes.report.get("test")},
-        "summary": {"model": model_sum, "gt": gt_sum, "ratio": ratios(model_sum, gt_sum) if model_sum else None},
+        "summary": {"model": model_sum, "gt": gt_sum, "ratio": ratios(model_sum, gt_sum) if model_sum else None,
+                    **({"vae": vae_sum, "vae_ratio": ratios(vae_sum, gt_sum), "vae_file": str(vae)} if vae_sum else {})},
         "targets": TARGETS, "unavailable": unavailable_notes(eval_clips),
         "seconds": round(time.monotonic() - t0, 1), "clips": rows,
     }
@@ -573,6 +633,12 @@ def results_table(paths) -> str:
         lines.append(f"| ground truth (ceiling) | | | {_num(g['lip_sync'])} | 100 % | {_num(g['lip_sync_offset'], 0)} "
                      f"| {_num(g['identity'])} | 100 % | {_pct(g['action_accuracy'])} | {_num(g['hkv'], 1)} | 100 % | "
                      f"{_drift_cell(next((x['drift'] for x in rows.values() if 'drift' in x), None), 'gt')} |")
+    vae_run = next((x["run"] for x in rows.values() if x.get("run") and x["run"]["summary"].get("vae")), None)
+    if vae_run is not None:
+        v, q = vae_run["summary"]["vae"], vae_run["summary"]["vae_ratio"]
+        lines.append(f"| VAE round trip (ceiling through the VAE) | | | {_num(v['lip_sync'])} | {_pct(q['lip_sync'])} "
+                     f"| {_num(v['lip_sync_offset'], 0)} | {_num(v['identity'])} | {_pct(q['identity'])} "
+                     f"| {_pct(v['action_accuracy'])} | {_num(v['hkv'], 1)} | {_pct(q['hkv'])} | – |")
     for label, row in rows.items():
         run, drift = row.get("run"), row.get("drift")
         settings = (run or drift)["settings"]

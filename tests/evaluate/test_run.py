@@ -105,6 +105,56 @@ def test_ground_truth_only_via_cli(world, capsys):
     assert "identity" in capsys.readouterr().out
 
 
+def test_vae_round_trip_is_measured_next_to_the_ground_truth(world, capsys):
+    out = world / "vae.json"
+    assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "1",
+                 "--vae", str(world / "v.safetensors"), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    s = r["summary"]
+    assert s["model"] is None and s["vae"]["clips"] == 1 and s["vae_file"].endswith("v.safetensors")
+    v, g = r["clips"][0]["vae"], r["clips"][0]["gt"]
+    assert v["frames"] == g["frames"] == 41 and "tracks" not in v  # every frame back, the padding dropped
+    # A random VAE returns noise: the character is lost, and the ratio says so.
+    assert v["identity"] < g["identity"] and s["vae_ratio"]["identity"] < 1
+    table = results_table([out])
+    assert "| VAE round trip" in table and "ground truth (ceiling)" in table
+    # The round trip needs no MMDiT, but drift does not measure it.
+    assert main(["evaluate", "drift", "--data", str(world / "data"), "--probes", str(PROBES),
+                 "--vae", str(world / "v.safetensors"), "--out", str(world / "vd.json")]) == 2
+    assert "measured by `evaluate run` only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="drop one of them"):
+        run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), vae=world / "v.safetensors",
+                      progress=None)
+
+
+def test_vae_round_trip_keeps_every_frame_and_pads_inside_windows():
+    import numpy as np
+    import torch
+
+    class Identity(torch.nn.Module):  # latent = the video itself: the round trip must return it exactly
+        temporal_factor = 4
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen = []
+
+        def encode(self, x):
+            self.seen.append(x.shape[2])
+            return x
+
+        def decode(self, z):
+            return z
+
+    from omnihuman_core.evaluate.run import vae_round_trip
+
+    frames = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    vae = Identity()
+    out = vae_round_trip(vae, frames, window=17)
+    assert out.shape == frames.shape and np.array_equal(out, frames)
+    assert vae.seen == [17, 17, 9]  # 40 = 17 + 17 + 6, the last one padded to 1 + 4k = 9
+
+
 def test_real_data_layout_says_what_is_unavailable(world):
     real = world / "real"
     shutil.copytree(world / "data", real)
@@ -130,6 +180,8 @@ def test_real_data_layout_says_what_is_unavailable(world):
     (["--split", "val"], "no split 'val'"),
     (["--mmdit", "m.safetensors"], "needs --vae and --text-encoder"),
     (["--clips", "0"], "--clips must be a positive integer"),
+    (["--vae", "/nonexistent/vae.safetensors"], "does not exist"),
+    (["--text-encoder", "builtin:tiny"], "--text-encoder was given without --mmdit"),
 ])
 def test_bad_input_exits_2(world, capsys, args, message):
     argv = ["evaluate", "run", "--data", str(world / "data"), "--out", str(world / "bad.json")]
