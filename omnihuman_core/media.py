@@ -300,6 +300,7 @@ class VideoWriter:
             self._container.close()
             raise
         self.frames_written = 0
+        self._reformatter = None
         self._audio_pos = 0
         self._closed = False
 
@@ -348,10 +349,15 @@ class VideoWriter:
                 f"frames have shape {frames.shape}; this writer expects [n, {self.height}, {self.width}, 3]"
             )
         import av
+        from av.video.reformatter import VideoReformatter
 
+        # One reformatter for the whole video: `frame.reformat` builds a new swscale context per frame,
+        # which cost ~5 ms a frame at 128 px (most of a synthetic clip's write time); the output is identical.
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
         for rgb in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+            frame = self._reformatter.reformat(frame, format="yuv420p", dst_colorspace="ITU709")
             frame.pts = self.frames_written
             self._container.mux(self._video.encode(frame))
             self.frames_written += 1
@@ -444,7 +450,10 @@ def probe_video(path) -> dict:
 
 def read_video_frames(path, start: int = 0, count: int | None = None) -> np.ndarray:
     """Decode frames `[start, start + count)` (all by default) as uint8 RGB `[T, H, W, 3]`."""
+    from av.video.reformatter import VideoReformatter
+
     frames = []
+    reformatter = VideoReformatter()  # one swscale context for the clip (to_ndarray makes one per frame)
     with _open_input(path) as c:
         if not c.streams.video:
             raise InputError(f"'{path}' has no video stream")
@@ -455,7 +464,7 @@ def read_video_frames(path, start: int = 0, count: int | None = None) -> np.ndar
                 continue
             if count is not None and len(frames) >= count:
                 break
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(reformatter.reformat(frame, format="rgb24").to_ndarray())
     if not frames:
         raise InputError(f"'{path}' has no frames at index {start} or later")
     return np.stack(frames)
