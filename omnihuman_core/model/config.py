@@ -23,7 +23,7 @@ def default_rope_axes(head_dim: int) -> tuple[int, int, int]:
 
 @dataclass
 class MMDiTConfig(ModelConfig):
-    """Shape of the System 1 MMDiT. The defaults are the `demo` model."""
+    """Shape of the System 1 MMDiT. The defaults are the `demo` model (but `audio_subframes`, see there)."""
 
     LABEL: ClassVar[str] = "MMDiT"
 
@@ -44,6 +44,10 @@ class MMDiTConfig(ModelConfig):
     # Head-dim split over the (t, h, w) RoPE axes; None = default_rope_axes(head_dim).
     rope_axes: tuple[int, int, int] | None = None
     rope_theta: float = 10000.0
+    # Audio tokens at the time of their own video frame within a latent frame (model/rope.py). Every preset
+    # sets True; the False default is what files written before this option were trained with (all tokens
+    # of a latent frame at one position), so they load and render as they were trained.
+    audio_subframes: bool = False
     norm_eps: float = 1e-6
     # Timestep embedding: sinusoid of `timestep_scale * t` with `timestep_freq_dim` features.
     timestep_freq_dim: int = 256
@@ -128,13 +132,13 @@ class MMDiTConfig(ModelConfig):
 # Presets hold only what differs from the dataclass defaults (= demo).
 PRESETS: dict[str, dict[str, Any]] = {
     # Unit tests: ~0.4 M parameters, runs in milliseconds.
-    "tiny": dict(latent_channels=4, hidden=64, depth=2, heads=2, text_dim=32, audio_dim=24),
+    "tiny": dict(latent_channels=4, hidden=64, depth=2, heads=2, text_dim=32, audio_dim=24, audio_subframes=True),
     # The shipped demo model: trained on the synthetic world on a 2-core CPU (docs/TRAINING.md). 128x128 px
     # -> 16x16 latents -> 64 tokens per latent frame; ~13 M parameters (26 MB in fp16, so the four demo
     # files fit the 40 MB budget), ~0.3 s per training sample (forward + backward) at 33 frames.
     # Width 256 x depth 4 rather than 384 x 6: 3.4x fewer parameters for the same wall time per sample
     # would be ideal, but per-op overheads dominate at this size (192 x 4 is no faster than 256 x 4).
-    "demo": dict(),
+    "demo": dict(audio_subframes=True),
     # Paper scale, Seaweed-7B-like trunk (hidden 3584, 32 layers, head dim 128); built only on the meta
     # device to report parameters and FLOPs. Text: umT5-XXL features (4096). Audio: wav2vec2-large
     # features (1024) with a 5-frame window per video frame -> 5120 per audio token, 4 tokens per latent frame.
@@ -149,5 +153,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         heads=28,
         text_dim=4096,
         audio_dim=1024 * 5,
+        audio_subframes=True,
     ),
 }

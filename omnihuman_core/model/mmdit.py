@@ -188,6 +188,7 @@ class MMDiT(nn.Module):
             c.rope_theta,
             temporal_patch=c.patch_size[0],
             audio_in_joint=c.audio_mode == "branch",
+            audio_subframes=c.audio_subframes,
         )
 
     def forward(

@@ -9,9 +9,14 @@ Position conventions (why):
   a frame at `t_last + delta`); h, w = patch-grid indices *centred on the grid* (index - (n - 1) / 2).
   RoPE is relative, so centring changes nothing between video tokens, but it makes position 0 (where
   un-rotated tokens implicitly sit, see text) the middle of the frame instead of its top-left corner.
-- Audio: t = the position of the latent frame the token belongs to, so mouth and sound align by
-  position; h, w = the centre of the patch grid (0, 0 after centring): a sound has no place in the
-  image, and the centre keeps every region at the same distance, with no bias toward a corner.
+- Audio: t = the time of the video frame the token stands for, on the latent time axis, so mouth and
+  sound align by position. A latent frame j > 0 of the causal 4x VAE holds video frames 4j-3..4j, and
+  its A = 4 tokens sit at j - 3/4, j - 1/2, j - 1/4, j (`audio_subframes`); latent frame 0 holds frame 0
+  alone, so its (repeated) tokens all sit at its own position. Without the sub-frame offsets the four
+  tokens of a latent frame would share one position and attention could not tell their order, which
+  the decoder needs to open and close the mouth within a latent frame. h, w = the centre of the patch
+  grid (0, 0 after centring): a sound has no place in the image, and the centre keeps every region at
+  the same distance, with no bias toward a corner.
 - Text: no rotation (identity, i.e. position (0, 0, 0)). The text encoder already encodes word order,
   and laying words on the video time axis would pull early words toward early frames. Consequence:
   text-video attention sees the *absolute* frame positions, so the conditioning code must keep the
@@ -68,9 +73,20 @@ def video_positions(frame_positions: torch.Tensor, grid_h: int, grid_w: int) -> 
     return torch.stack((tt, hh, ww), dim=-1).reshape(-1, 3)
 
 
-def audio_positions(frame_positions: torch.Tensor, audio_frames: int, tokens_per_frame: int) -> torch.Tensor:
-    """(t, 0, 0) for `tokens_per_frame` audio tokens on each of the first `audio_frames` latent frames."""
+def audio_positions(frame_positions: torch.Tensor, audio_frames: int, tokens_per_frame: int,
+                    subframes: bool = True) -> torch.Tensor:
+    """(t, 0, 0) for `tokens_per_frame` audio tokens on each of the first `audio_frames` latent frames.
+
+    `subframes`: token k of latent frame j > 0 sits at `t_j - (A - 1 - k) / A` (the time of its own video
+    frame, A = tokens_per_frame); latent frame 0 (one video frame) keeps `t_0` for all its tokens.
+    False: every token at its latent frame's position.
+    """
     t = frame_positions[:audio_frames].to(torch.float32).repeat_interleave(tokens_per_frame)
+    if subframes and tokens_per_frame > 1 and audio_frames > 1:
+        k = torch.arange(tokens_per_frame, device=t.device, dtype=torch.float32)
+        offset = ((k - (tokens_per_frame - 1)) / tokens_per_frame).repeat(audio_frames)
+        offset[:tokens_per_frame] = 0.0
+        t = t + offset
     pos = torch.zeros(t.shape[0], 3, device=frame_positions.device, dtype=torch.float32)
     pos[:, 0] = t
     return pos
@@ -87,12 +103,13 @@ def build_rope(
     *,
     temporal_patch: int = 1,
     audio_in_joint: bool = True,
+    audio_subframes: bool = True,
 ) -> Rope:
     """All rotation tables of one forward. `frame_positions` `[t_all]` (latent frames), `grid` = patch grid (h, w)."""
     frame_positions = frame_positions.to(torch.float32)
     video = video_positions(temporal_patch_positions(frame_positions, temporal_patch), *grid)
     text = torch.zeros(text_tokens, 3, device=frame_positions.device, dtype=torch.float32)  # identity
-    audio = audio_positions(frame_positions, audio_frames, audio_per_frame)
+    audio = audio_positions(frame_positions, audio_frames, audio_per_frame, audio_subframes)
     nv = video.shape[0]
     if audio_in_joint:
         joint = rope_table(torch.cat((video, text, audio)), axes, theta)

@@ -36,7 +36,7 @@ def test_rope_scores_depend_only_on_relative_position():
     assert not torch.allclose(a, score([1.0, 2.0, -1.0], [5.0, 0.5, 3.0]), atol=1e-3)
 
 
-def test_rope_positions_text_identity_audio_at_frame_time_and_grid_centre():
+def test_rope_positions_text_identity_audio_at_its_video_frame_time_and_grid_centre():
     positions = torch.tensor([0.0, 1.0, 9.0])
     rope = build_rope(positions, (2, 4), text_tokens=3, audio_frames=2, audio_per_frame=2, axes=(4, 2, 2))
     n_video = 3 * 2 * 4
@@ -49,8 +49,17 @@ def test_rope_positions_text_identity_audio_at_frame_time_and_grid_centre():
     audio = rope.audio
     assert audio.shape == (4, 4)
     frame1_video = rope.video[8]  # first token of frame 1
-    assert torch.allclose(audio[2, :2], frame1_video[:2])
+    # Two tokens per latent frame: the last token of frame 1 is at its time, the one before half a frame
+    # earlier (sub-frame times); both tokens of latent frame 0 (one video frame) at 0.
+    assert torch.allclose(audio[3, :2], frame1_video[:2])
+    half = rope_table(torch.tensor([[0.5, 0.0, 0.0]]), (4, 2, 2))[0]
+    assert torch.allclose(audio[2, :2], half[:2])
+    assert torch.allclose(audio[:2], torch.ones_like(audio[:2]))
     assert torch.allclose(audio[:, 2:], torch.ones_like(audio[:, 2:]))
+    # Without sub-frames every token of a latent frame sits at the frame's position.
+    flat = build_rope(positions, (2, 4), text_tokens=3, audio_frames=2, audio_per_frame=2, axes=(4, 2, 2),
+                      audio_subframes=False).audio
+    assert torch.allclose(flat[2, :2], frame1_video[:2]) and torch.allclose(flat[3], flat[2])
     # Tables are fp32 whatever the model dtype, and rotations keep the norm.
     assert rope.joint.dtype == torch.complex64
     x = torch.randn(1, rope.joint.shape[0], 2, 8)
@@ -94,3 +103,10 @@ def test_base_report_at_480p_121_frames():
     # The audio branch is cheap: a handful of tokens next to ~50k video tokens (the paper's "negligible").
     no_audio = forward_flops(cfg, tokens["video"], tokens["text"], 0)
     assert (report["flops_per_forward"] - no_audio) / report["flops_per_forward"] < 0.01
+
+
+def test_files_written_before_audio_subframes_keep_one_position_per_latent_frame():
+    old = MMDiTConfig.preset("tiny").to_dict()
+    del old["audio_subframes"]
+    assert MMDiTConfig.from_dict(old).audio_subframes is False
+    assert all(MMDiTConfig.preset(p).audio_subframes for p in ("tiny", "demo", "base"))
