@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from .base import TextEncoder, is_null_prompt
-from .builtin import PRESETS, BuiltinTextConfig, BuiltinTextEncoder, ByteTokenizer
+from .builtin import PRESETS, BuiltinTextConfig, BuiltinTextEncoder, ByteTokenizer, WordTokenizer
 from .transformers_adapter import TransformersTextEncoder
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "BuiltinTextConfig",
     "BuiltinTextEncoder",
     "ByteTokenizer",
+    "WordTokenizer",
     "TransformersTextEncoder",
     "PRESETS",
     "is_null_prompt",

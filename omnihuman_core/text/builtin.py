@@ -1,5 +1,9 @@
-"""A small transformer text encoder with a UTF-8 byte tokenizer: nothing to download, any language.
+"""A small transformer text encoder with its own tokenizer: nothing to download, any language.
 
+Two tokenizers, both without a vocabulary file: `words` (the default) hashes each lower-cased word and
+punctuation mark into one of `vocab_buckets` ids (the hashing trick), so a caption is ~30 tokens and a
+word's meaning is one embedding to learn; `bytes` takes the UTF-8 bytes (~5x more tokens, and word
+meaning must be assembled from letters, which a small model trained for minutes does poorly).
 Meant for the demo model (trained jointly with it) and tests. Deterministic: a fixed-seed init and
 no dropout by default, and padding-masked attention so a prompt's features do not depend on what
 else is in the batch.
@@ -8,7 +12,9 @@ else is in the batch.
 from __future__ import annotations
 
 import dataclasses
+import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -20,14 +26,23 @@ from ..config import ModelConfig
 from ..errors import InputError
 from .base import TextEncoder, check_prompts, is_null_prompt
 
-# Token ids: 0..255 are the bytes themselves, then three specials.
+# Byte tokenizer ids: 0..255 are the bytes themselves, then three specials.
 PAD_ID, BOS_ID, EOS_ID = 256, 257, 258
 VOCAB_SIZE = 259
+# Word tokenizer ids: three specials, then the hash buckets.
+WORD_PAD_ID, WORD_BOS_ID, WORD_EOS_ID = 0, 1, 2
+WORD_SPECIALS = 3
+TOKENIZERS = ("words", "bytes")
+# A word is a run of letters / digits (apostrophes and hyphens inside it kept: "it's", "two-tone"); every
+# other non-space character
+# is a token of its own (punctuation; CJK scripts, written without spaces, fall back to one per character).
+_WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[^\w\s]|_", re.UNICODE)
+_NO_SPACE_SCRIPTS = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 @dataclass
 class BuiltinTextConfig(ModelConfig):
-    """Shape of the built-in text encoder. The defaults are the `demo` model."""
+    """Shape of the built-in text encoder. The `demo` preset is the demo model."""
 
     LABEL: ClassVar[str] = "built-in text encoder"
 
@@ -35,8 +50,13 @@ class BuiltinTextConfig(ModelConfig):
     depth: int = 2
     heads: int = 4
     mlp_ratio: float = 4.0
-    # Tokens per prompt including BOS and EOS (one token per UTF-8 byte); also the number of
-    # learned positions.
+    # "words" (hashed words and punctuation) or "bytes" (UTF-8 bytes); see the module docstring. Every
+    # preset sets "words"; the "bytes" default is what files written before this option use.
+    tokenizer: str = "bytes"
+    # Hash buckets of the word tokenizer (its vocabulary size less the specials); unused with "bytes".
+    vocab_buckets: int = 4096
+    # Tokens per prompt including BOS and EOS; also the number of learned positions (the presets: 96 words;
+    # 256 is the bytes default of files written before the word tokenizer).
     max_length: int = 256
     # 0 keeps training deterministic for a given seed; raise it for larger caption sets.
     dropout: float = 0.0
@@ -49,12 +69,24 @@ class BuiltinTextConfig(ModelConfig):
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.heads >= 1 and self.dim % self.heads:
             problems.append(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.tokenizer not in TOKENIZERS:
+            problems.append(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if isinstance(self.vocab_buckets, bool) or not isinstance(self.vocab_buckets, int) or self.vocab_buckets < 1:
+            problems.append(f"vocab_buckets must be an integer >= 1, got {self.vocab_buckets!r}")
         if self.max_length < 3:
             problems.append(f"max_length must be >= 3 (BOS, one byte, EOS), got {self.max_length}")
         if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1:
             problems.append(f"mlp_ratio must be > 0 and dropout in [0, 1), got {self.mlp_ratio} / {self.dropout}")
         if problems:
             raise InputError("invalid BuiltinTextConfig: " + "; ".join(problems))
+
+    @property
+    def vocab_size(self) -> int:
+        return VOCAB_SIZE if self.tokenizer == "bytes" else WORD_SPECIALS + self.vocab_buckets
+
+    def make_tokenizer(self):
+        return ByteTokenizer(self.max_length) if self.tokenizer == "bytes" else WordTokenizer(self.max_length,
+                                                                                                 self.vocab_buckets)
 
 
 
@@ -63,8 +95,8 @@ class BuiltinTextConfig(ModelConfig):
 # Presets hold only what differs from the dataclass defaults (= demo, ~1.7 M parameters, feeding an
 # MMDiT with text_dim 256).
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(dim=32, depth=2, heads=2, max_length=64),  # tests; matches MMDiT tiny text_dim
-    "demo": dict(),
+    "tiny": dict(dim=32, depth=2, heads=2, tokenizer="words", vocab_buckets=512, max_length=64),  # tests
+    "demo": dict(tokenizer="words", max_length=96),
 }
 
 
@@ -95,18 +127,55 @@ class ByteTokenizer:
 
     def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch -> (ids `[B, L]` long, mask `[B, L]` bool), padded to the longest prompt (L >= 1)."""
-        rows = [self.tokenize(p) for p in check_prompts(prompts)]
-        length = max(1, max(len(r) for r in rows))
-        ids = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.bool)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = True
-        return ids, mask
+        return _pad_batch([self.tokenize(p) for p in check_prompts(prompts)], PAD_ID)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids back to text (specials dropped); for debugging and caption objectives."""
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+def _pad_batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return ids, mask
+
+
+class WordTokenizer:
+    """Hashed words: `[BOS] word ids [EOS]`, padded with PAD. No vocabulary file, no download.
+
+    NFKC-normalised and lower-cased; each word / punctuation mark gets `3 + crc32(word) % buckets`
+    (crc32: stable across processes and Python versions, unlike `hash`). Collisions merge two words into
+    one embedding; with 4096 buckets the demo world's ~600 words share few. Prompts longer than
+    `max_length - 2` words keep their first words.
+    """
+
+    def __init__(self, max_length: int = 96, buckets: int = 4096):
+        self.max_length, self.buckets = int(max_length), int(buckets)
+
+    def words(self, prompt: str) -> list[str]:
+        text = unicodedata.normalize("NFKC", prompt.strip()).lower()
+        out = []
+        for w in _WORD.findall(text):
+            out.extend(list(w) if _NO_SPACE_SCRIPTS.search(w) else [w])
+        return out
+
+    def word_id(self, word: str) -> int:
+        return WORD_SPECIALS + zlib.crc32(word.encode("utf-8")) % self.buckets
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """Token ids of one prompt; the null text gives an empty list."""
+        if is_null_prompt(prompt):
+            return []
+        ids = [self.word_id(w) for w in self.words(prompt)][: self.max_length - 2]
+        return [WORD_BOS_ID, *ids, WORD_EOS_ID]
+
+    def __call__(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch -> (ids `[B, L]` long, mask `[B, L]` bool), padded to the longest prompt (L >= 1)."""
+        return _pad_batch([self.tokenize(p) for p in check_prompts(prompts)], WORD_PAD_ID)
 
 
 class _Block(nn.Module):
@@ -137,19 +206,19 @@ class _Block(nn.Module):
 
 
 class BuiltinTextEncoder(TextEncoder):
-    """Byte-level transformer text encoder: `dim`-wide features per byte token, learned positions."""
+    """Small transformer text encoder: `dim`-wide features per word (or byte) token, learned positions."""
 
     kind = "text_encoder"  # weights-file kind (omnihuman_core.weights)
 
     def __init__(self, config: BuiltinTextConfig | None = None, device=None, dtype=None, seed: int = 0):
         super().__init__()
-        self.config = cfg = config or BuiltinTextConfig()
+        self.config = cfg = config or BuiltinTextConfig.preset("demo")
         self.dim = cfg.dim
-        self.tokenizer = ByteTokenizer(cfg.max_length)
+        self.tokenizer = cfg.make_tokenizer()
         # Built on the meta device, then given storage and initialised once by _init_weights: the
         # default per-layer init would be wasted work and would consume the global RNG.
         fk = dict(device="meta", dtype=dtype)
-        self.token_embedding = nn.Embedding(VOCAB_SIZE, cfg.dim, **fk)
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.dim, **fk)
         self.position_embedding = nn.Embedding(cfg.max_length, cfg.dim, **fk)
         self.blocks = nn.ModuleList(_Block(cfg, **fk) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps, **fk)

@@ -1,4 +1,4 @@
-"""The built-in byte-level text encoder and its tokenizer."""
+"""The built-in text encoder and its two tokenizers (hashed words, the default; UTF-8 bytes)."""
 
 import subprocess
 import sys
@@ -12,9 +12,42 @@ from omnihuman_core.text import (
     BuiltinTextEncoder,
     ByteTokenizer,
     TextEncoder,
+    WordTokenizer,
     load_text_encoder,
 )
-from omnihuman_core.text.builtin import BOS_ID, EOS_ID, PAD_ID
+from omnihuman_core.text.builtin import BOS_ID, EOS_ID, PAD_ID, WORD_BOS_ID, WORD_EOS_ID, WORD_PAD_ID
+
+
+def test_word_tokenizer_words_punctuation_case_and_null_text():
+    tok = WordTokenizer(max_length=16, buckets=4096)
+    assert tok.words("She waves her LEFT hand, it's two-tone!") == \
+        ["she", "waves", "her", "left", "hand", ",", "it's", "two-tone", "!"]
+    assert tok.words("你好 ok") == ["你", "好", "ok"]  # scripts without spaces: one token per character
+    ids = tok.tokenize("Waves waves")
+    assert ids[0] == WORD_BOS_ID and ids[-1] == WORD_EOS_ID and ids[1] == ids[2] >= 3
+    assert tok.tokenize("") == tok.tokenize("  \n") == []
+    # Stable ids (crc32, not Python's salted hash): the same in every process.
+    out = subprocess.run([sys.executable, "-c", "from omnihuman_core.text import WordTokenizer; "
+                          "print(WordTokenizer().tokenize('a robot waves'))"], capture_output=True, text=True,
+                         check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=str(_repo_root()))
+    assert out.stdout.strip() == str(WordTokenizer().tokenize("a robot waves"))
+    ids, mask = tok(["a b", "", "a b c d"])
+    assert ids.shape == mask.shape == (3, 6) and mask.sum(1).tolist() == [4, 0, 6]
+    assert (ids[~mask] == WORD_PAD_ID).all()
+    assert len(WordTokenizer(max_length=5).tokenize("one two three four five")) == 5  # first 3 words kept
+
+
+def _repo_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2]
+
+
+def test_byte_tokenizer_is_still_selectable():
+    enc = BuiltinTextEncoder(BuiltinTextConfig.preset("tiny", tokenizer="bytes"))
+    assert isinstance(enc.tokenizer, ByteTokenizer) and enc.token_embedding.num_embeddings == 259
+    with pytest.raises(InputError, match="tokenizer must be one of"):
+        BuiltinTextConfig(tokenizer="letters")
 
 
 def test_tokenizer_bytes_specials_and_null_text():
@@ -58,8 +91,8 @@ def test_encode_shapes_padding_and_null_text(tiny_encoder):
     enc = tiny_encoder
     assert isinstance(enc, TextEncoder) and enc.dim == 32
     feats, mask = enc.encode(["a cat talks", "", "hi"])
-    assert feats.shape == (3, 13, 32) and mask.dtype == torch.bool
-    assert mask.sum(1).tolist() == [13, 0, 4]
+    assert feats.shape == (3, 5, 32) and mask.dtype == torch.bool
+    assert mask.sum(1).tolist() == [5, 0, 3]
     assert (feats[~mask] == 0).all() and feats[mask].abs().sum() > 0
     # An all-null batch still has one (masked) position.
     feats, mask = enc.encode(["", " "])
@@ -144,3 +177,10 @@ def test_load_text_encoder_builtin_and_safetensors(tmp_path):
 def test_import_does_not_pull_in_transformers():
     code = "import sys, omnihuman_core.text; assert 'transformers' not in sys.modules, 'transformers imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_files_written_before_the_word_tokenizer_keep_bytes():
+    old = {"dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 4.0, "max_length": 64, "dropout": 0.0, "norm_eps": 1e-5}
+    cfg = BuiltinTextConfig.from_dict(old)
+    assert cfg.tokenizer == "bytes" and BuiltinTextEncoder(cfg).token_embedding.num_embeddings == 259
+    assert BuiltinTextConfig.preset("demo").tokenizer == "words"
