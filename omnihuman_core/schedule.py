@@ -444,21 +444,22 @@ class Schedule:
     def shot_indices(self, segments: Sequence, fps: float | None = None) -> list[int]:
         """For each segment, the shot that covers most of the time it adds (ties: the earlier shot)."""
         fps = fps or self.fps
+        return [self.shot_between(*seg.time_span(fps)) for seg in segments]
+
+    def shot_between(self, a: float, b: float) -> int:
+        """The shot that covers most of the time [a, b) s (ties: the earlier shot); the rule that gives a
+        render segment its prompt, and a training window its caption (train/data.py)."""
         if not self.shots:
             raise InputError("the schedule has no shots")
-        out = []
-        for seg in segments:
-            a, b = seg.time_span(fps)
-            best, best_overlap = 0, -math.inf
-            for i, s in enumerate(self.shots):
-                overlap = min(b, s.end) - max(a, s.start)
-                if overlap <= 0:
-                    # No overlap (a segment past the last shot): rank by distance instead.
-                    overlap = -min(abs(s.start - b), abs(s.end - a), abs(s.start - a), abs(s.end - b)) - 1e6
-                if overlap > best_overlap + 1e-9:
-                    best, best_overlap = i, overlap
-            out.append(best)
-        return out
+        best, best_overlap = 0, -math.inf
+        for i, s in enumerate(self.shots):
+            overlap = min(b, s.end) - max(a, s.start)
+            if overlap <= 0:
+                # No overlap (a segment past the last shot): rank by distance instead.
+                overlap = -min(abs(s.start - b), abs(s.end - a), abs(s.start - a), abs(s.end - b)) - 1e6
+            if overlap > best_overlap + 1e-9:
+                best, best_overlap = i, overlap
+        return best
 
     def segment_prompts(self, segments: Sequence, fps: float | None = None) -> list[str]:
         """Exactly one text prompt per generation segment: what the SegmentChainer consumes."""

@@ -107,33 +107,21 @@ def unavailable_notes(clips: list[EvalClip]) -> dict[str, str]:
 
 
 def clip_schedule(clip: EvalClip, fps: float, duration: float, spec=None):
-    """The clip's plan as a `Schedule`: one shot per timed action, its prompt a caption of that action alone.
+    """The clip's plan as a `Schedule`: one shot per timed action, its prompt a caption of that action alone
+    (`synth.action_schedule`, the same plan the dataset's schedule.json holds).
 
-    Real clips (no meta.json): one shot covering the clip with its caption. `spec` (default: the clip's
-    own character) is who the prompts describe (the drift video speaks other clips' audio).
+    Real clips (no meta.json): their schedule.json when they have one, else one shot covering the clip with
+    its caption. `spec` (default: the clip's own character) is who the prompts describe.
     """
     from ..schedule import Schedule, Shot
 
     if not clip.synthetic or not clip.meta.get("actions"):
+        if (clip.dir / "schedule.json").is_file():
+            return Schedule.load(clip.dir / "schedule.json")
         return Schedule(fps=fps, duration=duration, shots=[Shot(0.0, duration, True, prompt=clip.caption)])
-    from ..synth.motion import ActionSegment
-    from ..synth.world import ClipScript, clip_rng, make_caption
+    from ..synth.world import action_schedule
 
-    spec = spec or clip.spec()
-    meta = clip.meta
-    src_fps = float(meta.get("fps", fps))
-    phrases = (meta.get("speech") or {}).get("phrases") or []
-    shots = []
-    for name, a, b in meta["actions"]:
-        start, end = a / src_fps, min(duration, b / src_fps)
-        if end <= start:
-            continue
-        speaking = any(p0 < end and p1 > start for p0, p1, *_ in phrases)
-        script = ClipScript([ActionSegment(name, 0, max(1, b - a))], meta.get("emotion", "neutral"),
-                            meta.get("camera", "static"))
-        prompt = make_caption(spec, script, speaking, clip_rng(int(meta.get("seed", 0)), 3))
-        shots.append(Shot(start, end, speaking, prompt=prompt))
-    return Schedule(fps=fps, duration=duration, shots=shots)
+    return action_schedule(spec or clip.spec(), clip.meta, fps, duration)
 
 
 def segment_spans(schedule, segments, fps: float) -> list[tuple[float, float, str]]:

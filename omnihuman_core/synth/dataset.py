@@ -5,6 +5,8 @@
       train/<clip_id>/video.mp4  H.264 (with video_audio=True also an AAC copy of the audio, for watching)
                       audio.wav  16 kHz mono 16-bit PCM, exactly frames / fps seconds
                       caption.txt one line
+                      schedule.json the clip's timed actions as a Schedule (one shot and prompt per action):
+                                 the trainer captions each window with the shot covering most of it
                       labels.npz per-frame ground truth (synth only; numeric arrays, no pickle)
                       meta.json  character spec, actions, emotion, camera, speech phrases (synth only)
       test/<clip_id>/...         the held-out split: characters never seen in train
@@ -31,11 +33,11 @@ from ..errors import InputError
 from .character import CharacterSpec, sample_character
 from .speech import SAMPLE_RATE, resolve_engine, write_wav
 from .vocab import ACTIONS, CAMERAS, EMOTIONS
-from .world import SYNTH_VERSION, Clip, generate_clip
+from .world import SYNTH_VERSION, Clip, action_schedule, generate_clip
 
 SPLITS = ("train", "test")
 INDEX_NAME = "index.json"
-CLIP_FILES = ("video.mp4", "audio.wav", "caption.txt", "labels.npz", "meta.json")
+CLIP_FILES = ("video.mp4", "audio.wav", "caption.txt", "schedule.json", "labels.npz", "meta.json")
 
 
 def derived_seed(*parts: int) -> int:
@@ -62,7 +64,7 @@ def identity_plan(n_clips: int, seed: int, test_fraction: float, clips_per_ident
 
 
 def write_clip(clip: Clip, clip_dir, *, identity_id: int = -1, video_audio: bool = False, crf: int = 18) -> Path:
-    """Write one clip's five files into `clip_dir` (created)."""
+    """Write one clip's files (CLIP_FILES) into `clip_dir` (created)."""
     from ..media import VideoWriter  # imports torch and PyAV: only when video is written
 
     d = Path(clip_dir)
@@ -73,6 +75,7 @@ def write_clip(clip: Clip, clip_dir, *, identity_id: int = -1, video_audio: bool
         vw.write(clip.frames)
     write_wav(d / "audio.wav", clip.waveform)
     (d / "caption.txt").write_text(clip.caption + "\n", encoding="utf-8")
+    action_schedule(CharacterSpec.from_dict(clip.meta["character"]), clip.meta).save(d / "schedule.json")
     labels = dict(clip.labels)
     labels["identity_id"] = np.asarray(identity_id, np.int32)
     np.savez_compressed(d / "labels.npz", **{k: np.asarray(v) for k, v in labels.items()})
@@ -133,7 +136,7 @@ def _make_one(job: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         write_clip(clip, tmp, identity_id=entry["identity"], video_audio=job["video_audio"], crf=job["crf"])
         shutil.rmtree(final, ignore_errors=True)  # a stale clip from other settings
-        os.replace(tmp, final)  # all five files appear at once: an interrupted run leaves no half clip
+        os.replace(tmp, final)  # all files appear at once: an interrupted run leaves no half clip
         caption = clip.caption
     else:
         caption = (final / "caption.txt").read_text(encoding="utf-8").strip()
@@ -197,7 +200,8 @@ def write_dataset(out_dir, n_clips: int, seed: int = 0, size: int = 128, fps: fl
         "version": SYNTH_VERSION,
         "fingerprint": fp,
         "settings": settings,
-        "layout": {"video": "video.mp4", "audio": "audio.wav", "caption": "caption.txt", "labels": "labels.npz",
+        "layout": {"video": "video.mp4", "audio": "audio.wav", "caption": "caption.txt",
+                   "schedule": "schedule.json", "labels": "labels.npz",
                    "meta": "meta.json"},
         "vocab": {"actions": list(ACTIONS), "emotions": list(EMOTIONS), "cameras": list(CAMERAS)},
         "identities": {s: sorted({e["identity"] for e in plan if e["split"] == s}) for s in SPLITS},

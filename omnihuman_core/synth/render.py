@@ -571,6 +571,8 @@ def render_pose(spec: CharacterSpec, pose: Pose, size: int = 128, *, rig: Rig | 
         "head_pose": np.stack([pose.yaw, pose.pitch, pose.roll], 1).astype(np.float32),
         "head_center": head_c,
         "head_radius": head_r,
+        # The head's box (x0, y0, x1, y1) px: the face region the trainer can weight (train/data.py).
+        "face_box": np.concatenate([head_c - head_r[:, None], head_c + head_r[:, None]], 1).astype(np.float32),
         "hands": hands,
         "hands_visible": visible,
         "action": pose.action.astype(np.int16),

@@ -90,6 +90,32 @@ def make_caption(spec: CharacterSpec, script: ClipScript, speaking: bool, rng: n
     return text[0].upper() + text[1:]
 
 
+def action_schedule(spec: CharacterSpec, meta: dict, fps: float | None = None, duration: float | None = None):
+    """A clip's plan as a `Schedule`: one shot per timed action, its prompt a caption of that action alone.
+
+    Written next to every clip as `schedule.json`: the trainer captions each training window with the shot
+    that covers most of it (as a render segment gets its prompt), and the evaluator prompts its renders
+    with it. `spec` is who the prompts describe (the drift video speaks other clips' audio).
+    """
+    from ..schedule import Schedule, Shot
+
+    src_fps = float(meta.get("fps", 24.0))
+    fps = float(fps or src_fps)
+    duration = float(duration if duration is not None else meta["frames"] / src_fps)
+    phrases = (meta.get("speech") or {}).get("phrases") or []
+    shots = []
+    for name, a, b in meta["actions"]:
+        start, end = a / src_fps, min(duration, b / src_fps)
+        if end <= start:
+            continue
+        speaking = any(p0 < end and p1 > start for p0, p1, *_ in phrases)
+        script = ClipScript([ActionSegment(name, 0, max(1, b - a))], meta.get("emotion", "neutral"),
+                            meta.get("camera", "static"))
+        prompt = make_caption(spec, script, speaking, clip_rng(int(meta.get("seed", 0)), 3))
+        shots.append(Shot(start, end, speaking, prompt=prompt))
+    return Schedule(fps=fps, duration=duration, shots=shots)
+
+
 def clip_rng(seed: int, stream: int) -> np.random.Generator:
     """Independent random streams per clip (speech, script, caption, motion) from one clip seed."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0xC11B, int(stream)]))
