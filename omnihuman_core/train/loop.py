@@ -48,6 +48,8 @@ from . import distributed as D
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.jsonl"
 CHECKPOINT_FORMAT = 1
+# Training precisions: float32, or bfloat16 autocast (float16 would need loss scaling; not offered).
+PRECISIONS = ("float32", "bfloat16")
 # Losses averaged for the reported final loss.
 FINAL_LOSS_WINDOW = 50
 
@@ -73,6 +75,10 @@ class TrainConfig:
     ckpt_every: int = 200  # steps between checkpoints
     ckpt_minutes: float = 10.0  # ... and at most this many minutes between them
     seed: int = 0
+    # "bfloat16": the loss's forward runs under torch.autocast(bfloat16) (matmuls and convolutions in bf16,
+    # weights, gradients, optimiser state and EMA stay float32). On GPUs and on CPUs with AMX / AVX512-BF16
+    # this is 1.5-2x faster per step for the demo models; elsewhere it can be slower, so float32 is the default.
+    precision: str = "float32"
 
     # Settings that do not change what a step computes: they may differ between a run and its resume.
     RESUMABLE = ("steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes")
@@ -94,6 +100,8 @@ class TrainConfig:
                 problems.append(f"{name} must be a non-negative integer{' >= 1' if name in ('batch_size', 'log_every', 'ckpt_every') else ''}, got {v!r}")
         if self.minutes < 0 or self.ckpt_minutes <= 0:
             problems.append(f"minutes must be >= 0 and ckpt_minutes > 0, got {self.minutes} / {self.ckpt_minutes}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.steps <= 0 and self.minutes <= 0:
             problems.append("give a budget: steps > 0 (--steps) or minutes > 0 (--minutes)")
         if problems:
@@ -120,6 +128,13 @@ class TrainResult:
     @property
     def done(self) -> bool:
         return self.status == "done"
+
+
+def _fused_ok(params) -> bool:
+    """Fused AdamW needs float parameters on one CPU / CUDA device (not DTensors of FSDP, not meta)."""
+    devices = {p.device.type for p in params}
+    return len(devices) == 1 and devices <= {"cpu", "cuda"} and all(
+        p.is_floating_point() and type(p.data) is torch.Tensor for p in params)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -187,8 +202,10 @@ class Trainer:
         for name, m in self.modules.items():
             if not (D.is_ddp(m) or D.is_fsdp(m)):
                 D.broadcast_module(m, self.dist)  # every rank starts from rank 0's weights
+        # fused: one kernel over all parameters (torch >= 2.4 on CPU and CUDA), ~2x cheaper than the
+        # per-tensor loop for the demo models' hundreds of small tensors; the same update up to rounding.
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
-                                           weight_decay=config.weight_decay)
+                                           weight_decay=config.weight_decay, fused=_fused_ok(self.params))
         trained = {id(p) for p in self.params}
         # EMA of the trained parameters only, in float32 (frozen ones and buffers are exported as they are).
         self.ema: dict[str, dict[str, torch.Tensor]] = {
@@ -394,7 +411,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self._batch(self.step)
-        loss, stats = self.loss_fn(batch, self.generator)
+        with torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
+            loss, stats = self.loss_fn(batch, self.generator)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(

@@ -42,6 +42,7 @@ class MMDiTSettings:
     audio_window: int = 5
     max_clips: int = 0
     split: str = "train"
+    face_weight: float = 1.0  # loss weight of face cells (Recipe.face_weight); needs face boxes in the data
 
     def __post_init__(self) -> None:
         if self.stage not in MMDIT_STAGES:
@@ -50,7 +51,7 @@ class MMDiTSettings:
     def recipe(self):
         from .objective import Recipe
 
-        return Recipe(reference_mode=self.reference_mode, delta=float(self.delta))
+        return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight))
 
     def default_train_config(self) -> dict:
         """Optimiser defaults per stage: from scratch a higher learning rate, fine-tuning a lower one."""

@@ -67,6 +67,12 @@ class Recipe(ModelConfig):
     delta: float = DEFAULT_DELTA
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
+    # Loss weight of latent cells inside a face box (batch["face"], from the clips' optional face boxes;
+    # train/data.py) relative to the rest of the frame; 1 = a plain mean. The mouth is a few cells of a
+    # 128 px frame, so in a plain mean lip sync is a tiny share of the loss and is learnt last; talking-head
+    # models (Hallo, EchoMimic) weight face / lip regions for the same reason. Each frame's weights are
+    # normalised, so the loss keeps its scale.
+    face_weight: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -81,7 +87,7 @@ class Recipe(ModelConfig):
             problems.append(f"motion_latent_frames must be an integer >= 0, got {m!r}")
         elif m == 0 and isinstance(self.p_first_frames, (int, float)) and self.p_first_frames > 0:
             problems.append("p_first_frames > 0 needs motion_latent_frames >= 1 (2 = the chainer's 5 motion frames)")
-        for name, low in (("delta", 0.0), ("logit_normal_std", 0.0)):
+        for name, low in (("delta", 0.0), ("logit_normal_std", 0.0), ("face_weight", 0.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
                 problems.append(f"{name} must be a number > 0, got {v!r}")
@@ -175,6 +181,12 @@ def _check_batch(batch: Mapping[str, Any], recipe: Recipe, stage: str) -> None:
             got = tuple(extra.shape) if isinstance(extra, torch.Tensor) else type(extra).__name__
             raise InputError(f"reference_mode {recipe.reference_mode!r} needs batch[{key!r}] of shape "
                              f"{(B, C, 1, h, w)} (single-image latents), got {got}")
+    if recipe.face_weight != 1.0:
+        face = batch.get("face")
+        if not isinstance(face, torch.Tensor) or tuple(face.shape) != (B, t, h, w):
+            got = tuple(face.shape) if isinstance(face, torch.Tensor) else type(face).__name__
+            raise InputError(f"face_weight {recipe.face_weight:g} needs batch['face'] of shape {(B, t, h, w)} "
+                             f"(1 on latent cells inside a face box), got {got}")
     if uses_audio(stage):
         audio = batch.get("audio")
         if not isinstance(audio, torch.Tensor) or audio.dim() != 4 or tuple(audio.shape[:2]) != (B, t):
@@ -251,7 +263,12 @@ def loss_from_draws(model: nn.Module, text_encoder: nn.Module, batch: Mapping[st
         v = model(x_in.to(dtype), timestep[rows], text[rows], None if audio is None else audio[rows].to(dtype),
                   frame_positions=positions, text_mask=text_mask[rows])
         forwards += 1
-        err = (free.output(v).float() - target[rows]).pow(2).mean(dim=(1, 3, 4))  # [n, t] per-frame MSE
+        err = (free.output(v).float() - target[rows]).pow(2).mean(dim=1)  # [n, t, h, w]
+        if recipe.face_weight != 1.0:
+            cells = 1.0 + (recipe.face_weight - 1.0) * batch["face"].to(device=device, dtype=torch.float32)[rows]
+            err = (err * cells).sum(dim=(2, 3)) / cells.sum(dim=(2, 3))  # [n, t] per-frame weighted MSE
+        else:
+            err = err.mean(dim=(2, 3))  # [n, t] per-frame MSE
         weight = generated[rows]
         total = total + ((err * weight).sum(dim=1) / weight.sum(dim=1)).sum()
     loss = total / B  # mean over samples of each sample's MSE on its generated frames

@@ -41,6 +41,8 @@ class VAESettings:
     motion_weight: float = 0.5
     max_clips: int = 400  # clips decoded into RAM (uint8; 128x128x121 is 6 MB each)
     split: str | None = "train"
+    # Share of crops placed over a face box (clips with labels.npz face_box); see VideoWindows.
+    face_crops: float = 0.0
     stats_windows: int = 24  # full-size windows for the latent statistics
     stats_frames: int = 17
 
@@ -122,7 +124,8 @@ def train_vae(
     # The loss calls encode_distribution / decode_raw, not forward, so no DDP wrapper: the Trainer averages
     # the gradients of unwrapped modules itself.
     windows = VideoWindows(clips, frames=settings.frames, crop=settings.crop, batch_size=config.batch_size,
-                           seed=config.seed, rank=dist.rank, world=dist.world, log=say if dist.is_main else None)
+                           seed=config.seed, rank=dist.rank, world=dist.world, face_crops=settings.face_crops,
+                           log=say if dist.is_main else None)
     run_info = {"model": "vae", "vae_config": vae_config.to_dict(), "settings": asdict(settings),
                 "data": str(Path(data_dir).resolve()), "world": dist.world}
     loss_fn = functools.partial(_loss, vae, kl_weight=settings.kl_weight, motion_weight=settings.motion_weight)

@@ -94,6 +94,28 @@ def test_video_windows_are_a_pure_function_of_the_step(dataset):
         VideoWindows(clips, frames=8, crop=32, batch_size=1, log=None)
 
 
+def test_face_crops_cover_the_face_box(dataset):
+    from omnihuman_core.synth.dataset import load_labels
+
+    clips = scan_dataset(dataset, need_audio=False, need_caption=False, log=None)
+    w = VideoWindows(clips, frames=9, crop=24, batch_size=1, seed=2, face_crops=1.0, flip=False, log=None)
+    # Rebuild every crop's window from the same draws and check the face centre lies in its middle half.
+    for step in range(20):
+        rng = np.random.default_rng([2, 0, step, 0xFA])
+        i = int(rng.integers(len(w.videos)))
+        s = int(rng.integers(w.videos[i].shape[0] - 9 + 1))
+        rng.integers(64 - 24 + 1), rng.integers(64 - 24 + 1), rng.random()
+        jy, jx = rng.random(), rng.random()
+        x0, y0, x1, y1 = load_labels(clips[i].folder)["face_box"][s + 4]
+        y = int(np.clip((y0 + y1) / 2 - 24 * (0.25 + 0.5 * jy), 0, 64 - 24))
+        x = int(np.clip((x0 + x1) / 2 - 24 * (0.25 + 0.5 * jx), 0, 64 - 24))
+        expected = torch.from_numpy(w.videos[i][s:s + 9, y:y + 24, x:x + 24].copy()).permute(3, 0, 1, 2) / 127.5 - 1
+        assert torch.equal(w.batch(step)[0], expected)
+        assert y <= (y0 + y1) / 2 <= y + 24 and x <= (x0 + x1) / 2 <= x + 24
+    with pytest.raises(InputError, match="face_crops"):
+        VideoWindows(clips, frames=9, crop=24, batch_size=1, face_crops=2.0, log=None)
+
+
 @pytest.fixture(scope="module")
 def cache(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("cache")
@@ -133,11 +155,54 @@ def test_cache_holds_the_contract_batch_made_as_inference_makes_it(dataset, cach
     feats = mel.encode(load_audio(folder / "audio.wav", allow_silent=True).waveform).float()
     per_frame = frame_features(feats, mel.feature_rate, 24.0, FRAMES, 5)
     torch.testing.assert_close(cache.tensors["audio"][i].float(), pack_latent_frames(per_frame[s:s + 9]), **tol)
-    assert cache.captions[i] == (folder / "caption.txt").read_text().strip()
+    # Caption: the clip's schedule.json shot covering most of the window (as a render segment's prompt).
+    from omnihuman_core.schedule import Schedule
+
+    plan = Schedule.load(folder / "schedule.json")
+    assert cache.captions[i] == plan.shots[plan.shot_between(s / 24.0, (s + 9) / 24.0)].text()
+
+
+def test_window_captions_come_from_the_schedule_else_the_caption(dataset, tmp_path):
+    from omnihuman_core.schedule import Schedule, Shot
+
+    root = copy(dataset, tmp_path)
+    folders = clip_folders(root)
+    Schedule(fps=24.0, duration=FRAMES / 24, shots=[Shot(0.0, 0.5, True, prompt="first shot"),
+                                                    Shot(0.5, FRAMES / 24, True, prompt="second shot")]
+             ).save(folders[0] / "schedule.json")
+    (folders[1] / "schedule.json").unlink()
+    (folders[2] / "schedule.json").write_text("{not json")
+    messages = []
+    clips = {c.clip_id: c for c in scan_dataset(root, log=messages.append)}
+    assert folders[2].name not in clips and "schedule.json is not a valid schedule" in messages[0]
+    first = clips[folders[0].name]
+    assert first.window_caption(0, 9) == "first shot"  # 0-0.375 s: inside the first shot
+    assert first.window_caption(12, 9) == "second shot"  # 0.5-0.875 s
+    assert first.window_caption(6, 9) == "first shot"  # 0.25-0.625 s: mostly in the first
+    assert first.window_caption(9, 9) == "second shot"  # 0.375-0.75 s: mostly in the second
+    caption = (folders[1] / "caption.txt").read_text().strip()
+    assert clips[folders[1].name].window_caption(3, 9) == caption
+
+
+def test_a_complete_cache_of_unchanged_files_is_reused_without_probing_the_clips(dataset, tmp_path, monkeypatch):
+    import omnihuman_core.train.data as data
+
+    root = copy(dataset, tmp_path)
+    build_latent_cache(root, tiny_vae(), tmp_path / "cache", frames=9, windows_per_clip=1, log=None)
+    probed = []
+    real = data._probe_clip
+    monkeypatch.setattr(data, "_probe_clip", lambda f, *a: probed.append(f) or real(f, *a))
+    build_latent_cache(root, tiny_vae(), tmp_path / "cache", frames=9, windows_per_clip=1, log=None)
+    assert probed == []
+    (clip_folders(root)[0] / "caption.txt").write_text("a new caption that is longer\n")  # a file changed
+    build_latent_cache(root, tiny_vae(), tmp_path / "cache", frames=9, windows_per_clip=1, log=None)
+    assert len(probed) == 5
 
 
 def test_cache_is_reused_resumed_and_rebuilt_for_another_vae(dataset, cache, tmp_path, monkeypatch):
     import omnihuman_core.media as media
+
+    where = tmp_path / "cache"
 
     real = media.read_video_frames
     calls = []
@@ -150,23 +215,28 @@ def test_cache_is_reused_resumed_and_rebuilt_for_another_vae(dataset, cache, tmp
 
     monkeypatch.setattr(media, "read_video_frames", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
-        build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
+        build_latent_cache(dataset, tiny_vae(), where, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
     calls.clear()
     monkeypatch.setattr(media, "read_video_frames", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
-    resumed = build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1,
+    resumed = build_latent_cache(dataset, tiny_vae(), where, frames=9, windows_per_clip=2, clips_per_shard=1,
                                  log=None)
     assert len(calls) == 3  # only the clips not yet in a shard
     for k in LatentBatches.KEYS:
         assert torch.equal(resumed.tensors[k], cache.tensors[k])
     assert resumed.captions == cache.captions
     calls.clear()
-    build_latent_cache(dataset, tiny_vae(), tmp_path, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
+    build_latent_cache(dataset, tiny_vae(), where, frames=9, windows_per_clip=2, clips_per_shard=1, log=None)
     assert calls == []  # complete and up to date
     messages = []
-    other = build_latent_cache(dataset, tiny_vae(seed=1), tmp_path, frames=9, windows_per_clip=2, log=messages.append)
+    other = build_latent_cache(dataset, tiny_vae(seed=1), where, frames=9, windows_per_clip=2, log=messages.append)
     assert any("another VAE" in m for m in messages)
     assert not torch.equal(other.tensors["latents"], cache.tensors["latents"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard_00000.safetensors"]
+    assert sorted(p.name for p in where.iterdir()) == ["manifest.json", "shard_00000.safetensors"]
+    # The old cache was moved aside, not deleted, and still loads.
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("cache.")]
+    assert len(kept) == 1 and any(str(kept[0]) in m for m in messages)
+    old = LatentCache.load(kept[0])
+    assert torch.equal(old.tensors["latents"], cache.tensors["latents"])
 
 
 def test_cache_built_from_a_vae_file_is_reused_with_the_loaded_module(dataset, tmp_path):

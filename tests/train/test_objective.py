@@ -350,3 +350,34 @@ def test_ranks_run_the_same_forwards(monkeypatch):
     assert all(torch.allclose(a, p.grad) for a, p in zip(grads, model.parameters()))
     # "none" has a single layout: one forward on every rank.
     assert loss_from_draws(model, text, batch, Recipe(reference_mode="none"), "stage1", draws)[1]["forwards"] == 1
+
+
+# ---- face weight -----------------------------------------------------------------------------------------
+def test_face_weight_reweights_face_cells_per_frame_and_needs_the_mask():
+    model = tiny_model().eval()
+    batch = make_batch()
+    draws = make_draws(extra=[True] * B)
+    plain = Recipe()
+    with torch.no_grad():
+        base, _ = loss_from_draws(model, tiny_text(), batch, plain, "joint", draws)
+        # No face anywhere: any face weight gives the plain mean.
+        batch["face"] = torch.zeros(B, T, H, W)
+        same, _ = loss_from_draws(model, tiny_text(), batch, Recipe(face_weight=5.0), "joint", draws)
+        assert torch.allclose(same, base)
+        # A face on one cell of every frame: that cell's error counts 5x in its frame's mean.
+        batch["face"][:, :, 1, 2] = 1.0
+        weighted, _ = loss_from_draws(model, tiny_text(), batch, Recipe(face_weight=5.0), "joint", draws)
+        cond = SegmentConditions(T, reference_latent=batch["last_latent"], reference_mode="pseudo_last_frame",
+                                 latent_shape=(B, C, H, W))
+        x_in, pos = cond.model_input((1 - 0.6) * batch["latents"] + 0.6 * draws.noise)
+        text, mask = tiny_text().encode(batch["captions"])
+        v = cond.output(model(x_in, draws.timestep, text, batch["audio"], frame_positions=pos, text_mask=mask))
+        err = (v - (draws.noise - batch["latents"])).pow(2).mean(1)
+        cells = 1 + 4 * batch["face"]
+        expected = ((err * cells).sum((2, 3)) / cells.sum((2, 3))).mean()
+        assert torch.allclose(weighted, expected, atol=1e-5) and not torch.allclose(weighted, base)
+    del batch["face"]
+    with pytest.raises(InputError, match="face_weight 5 needs batch\\['face'\\]"):
+        loss_from_draws(model, tiny_text(), batch, Recipe(face_weight=5.0), "joint", draws)
+    with pytest.raises(InputError):
+        Recipe(face_weight=0)
