@@ -45,8 +45,12 @@ class CausalVAEConfig(ModelConfig):
     LABEL: ClassVar[str] = "VAE"
 
     latent_channels: int = 16
-    # Channels of each resolution level, full resolution first. Between consecutive levels the
-    # resolution halves, so 4 levels give the 8x spatial factor.
+    # Space-to-channel patch at the input (and channel-to-space at the output), as Wan 2.2's VAE does:
+    # p x p pixels become 3 p^2 channels before the first convolution. Full-resolution convolutions are
+    # most of a small VAE's cost; with p = 2 the first level already runs at half resolution.
+    patch: int = 1
+    # Channels of each resolution level, the (patched) input resolution first. Between consecutive levels
+    # the resolution halves: the spatial factor is patch * 2^(levels - 1), e.g. 1 x 2^3 = 8.
     channels: tuple[int, ...] = (16, 32, 64, 64)
     # Between level i and i+1: also halve time? Two True entries give the 4x temporal factor.
     temporal_downsample: tuple[bool, ...] = (False, True, True)
@@ -74,6 +78,8 @@ class CausalVAEConfig(ModelConfig):
                 f"temporal_downsample needs one entry per level transition ({len(self.channels) - 1}), "
                 f"got {len(self.temporal_downsample)}"
             )
+        if isinstance(self.patch, bool) or not isinstance(self.patch, int) or self.patch < 1:
+            problems.append(f"patch must be an integer >= 1, got {self.patch!r}")
         if self.res_blocks < 1 or self.decoder_extra_res_blocks < 0:
             problems.append(
                 f"res_blocks must be >= 1 and decoder_extra_res_blocks >= 0, got "
@@ -84,7 +90,7 @@ class CausalVAEConfig(ModelConfig):
 
     @property
     def spatial_factor(self) -> int:
-        return 2 ** (len(self.channels) - 1)
+        return self.patch * 2 ** (len(self.channels) - 1)
 
     @property
     def temporal_factor(self) -> int:
@@ -220,6 +226,25 @@ def _shortcut_ok(c_in: int, c_out: int) -> bool:
     return c_in % c_out == 0 or c_out % c_in == 0
 
 
+def _to_channels(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, C*p*p, T, H/p, W/p]: each p x p pixel block side by side in channels."""
+    if p == 1:
+        return x
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 1, 4, 6, 2, 3, 5)
+    return x.reshape(b, c * p * p, t, h // p, w // p)
+
+
+def _to_space(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Inverse of `_to_channels`."""
+    if p == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    c = cpp // (p * p)
+    x = x.reshape(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    return x.reshape(b, c, t, h * p, w * p)
+
+
 def _fold_time(x: torch.Tensor) -> torch.Tensor:
     """[B, C, 2t, H, W] -> [B, 2C, t, H, W]: each pair of frames side by side in channels."""
     b, c, t, h, w = x.shape
@@ -313,7 +338,8 @@ class CausalEncoder(nn.Module):
         super().__init__()
         fk = dict(device=device, dtype=dtype)
         ch, eps = cfg.channels, cfg.norm_eps
-        self.conv_in = CausalConv3d(3, ch[0], 3, **fk)
+        self.patch = cfg.patch
+        self.conv_in = CausalConv3d(3 * cfg.patch ** 2, ch[0], 3, **fk)
         self.levels = nn.ModuleList()
         prev = ch[0]
         for i, c in enumerate(ch):
@@ -331,7 +357,7 @@ class CausalEncoder(nn.Module):
         self.shortcut = _shortcut_ok(prev, cfg.latent_channels)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        x = self.conv_in(x, cache)
+        x = self.conv_in(_to_channels(x, self.patch), cache)
         for level in self.levels:
             for block in level.blocks:
                 x = block(x, cache)
@@ -370,7 +396,8 @@ class CausalDecoder(nn.Module):
             self.levels.append(level)
             prev = ch[i - 1] if i > 0 else c
         self.norm_out = ChannelRMSNorm(ch[0], eps, **fk)
-        self.conv_out = CausalConv3d(ch[0], 3, 3, **fk)
+        self.patch = cfg.patch
+        self.conv_out = CausalConv3d(ch[0], 3 * cfg.patch ** 2, 3, **fk)
 
     def forward(self, z: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         x = self.conv_in(z, cache)
@@ -382,7 +409,7 @@ class CausalDecoder(nn.Module):
                 x = block(x, cache)
             if level.up is not None:
                 x = level.up(x, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), cache)
+        return _to_space(self.conv_out(F.silu(self.norm_out(x)), cache), self.patch)
 
 
 # ------------------------------------------------------------------------------------------------
