@@ -96,9 +96,12 @@ def unavailable_notes(clips: list[EvalClip]) -> dict[str, str]:
         notes["reference_image"] = (
             f"{len(real)} clip(s) have no meta.json (real data): there is no character spec to render a reference "
             "from, so the reference is the clip's first frame (identity then measures consistency with it)")
-        notes["schedule"] = (
-            "clips without meta.json have no timed actions: the schedule is the caption for the whole clip, and "
-            "a caption naming several actions is split evenly over the clip")
+        unplanned = [c.id for c in clips if not c.synthetic and not (c.dir / "schedule.json").is_file()]
+        if unplanned:
+            notes["schedule"] = (
+                f"{len(unplanned)} clip(s) have neither meta.json nor schedule.json, so no timed actions: the "
+                "schedule is the caption for the whole clip, and a caption naming several actions is split evenly "
+                "over the clip")
         notes["probe_accuracy"] = ("no labels.npz: the probes' own accuracy cannot be checked on this data; the "
                                    "probes were trained on the synthetic world and may misread real faces")
         notes["lip_sync_level"] = ("audio without meta.json is level-normalised to the synthetic speech level "

@@ -12,6 +12,7 @@ from omnihuman_core.errors import InputError
 from omnihuman_core.evaluate.probes import probes_path_default
 from omnihuman_core.evaluate.run import (GENERIC_PROMPT, ModelFiles, clip_schedule, dataset_split, results_table,
                                          run_benchmark, run_drift)
+from omnihuman_core.schedule import Schedule
 from omnihuman_core.synth.dataset import write_dataset
 from omnihuman_core.weights import load_safetensors, save_safetensors
 
@@ -163,6 +164,11 @@ def test_real_data_layout_says_what_is_unavailable(world):
         p.unlink()
     clips = dataset_split(real, "test")
     assert len(clips) == 2 and not clips[0].synthetic
+    # a real clip's own schedule.json is its plan; without one, the caption covers the whole clip
+    planned = Schedule.load(clips[0].dir / "schedule.json")
+    assert clip_schedule(clips[0], 24.0, 41 / 24).shots == planned.shots
+    for p in real.glob("*/*/schedule.json"):
+        p.unlink()
     sched = clip_schedule(clips[0], 24.0, 41 / 24)
     assert [s.prompt for s in sched.shots] == [clips[0].caption]
     r = run_benchmark(real, clips=1, probes_path=PROBES, progress=None)
