@@ -131,12 +131,15 @@ def add_train_parser(sub) -> None:
     d.add_argument("--minutes-total", type=float, default=120.0, help="wall-clock budget of the whole run (default 120)")
     d.add_argument("--sr-data", type=Path, help="high-resolution dataset for the upscaler (written if missing; "
                    "default: DATA_sr256 next to --data)")
-    d.add_argument("--clips", type=int, default=800, help="clips of the synthetic dataset if it is written")
+    d.add_argument("--clips", type=int, default=2200, help="clips of the synthetic dataset if it is written "
+                   "(one character each)")
     d.add_argument("--size", type=int, default=128, help="frame size of that dataset (the upscaler's is 2x)")
     d.add_argument("--frames", type=int, default=121, help="frames per clip of that dataset")
     d.add_argument("--preset", default="demo", help="demo, or tiny for a smoke run")
     d.add_argument("--seed", type=int, default=0, help="seed of the data and every stage")
     d.add_argument("--device", help="cpu, cuda, ...")
+    d.add_argument("--precision", default="auto", help="auto (bfloat16 where the hardware has it, else float32), "
+                   "float32 or bfloat16; a resumed run keeps the one it started with")
     d.add_argument("--only", nargs="+", help="run only these steps (data vae cache base stage1 stage2 "
                    "upscaler export)")
     d.set_defaults(func=_cmd_demo)
@@ -225,5 +228,5 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
                       size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
-                      device=args.device, only=args.only)
+                      device=args.device, precision=args.precision, only=args.only)
     return 0 if plan.get("status") == "done" or "paused" in plan.get("status", "") else 130

@@ -9,6 +9,7 @@ command after an interruption resumes where it stopped; finished stages are skip
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -16,8 +17,19 @@ from pathlib import Path
 # fractions; each step's share is fixed when the step first starts, as its fraction of the minutes left to
 # the steps not yet done (a slow dataset or cache shrinks the later steps in proportion), and stored in
 # WORK/plan.json, so a rerun resumes every step with the budget it started with.
-# The cache share buys ~300 of the 720 demo clips (2 windows each, ~3 s per clip on 2 loaded cores).
+# The cache share buys one bfloat16-encoded window of each of the ~2100 training clips (~0.4 s a window).
 SPLIT = {"vae": 0.17, "cache": 0.15, "base": 0.22, "stage1": 0.12, "stage2": 0.24, "upscaler": 0.10}
+# One clip per character, many characters: the first demo run (720 clips of 180 characters, 4 each) rendered
+# its training characters well and collapsed on unseen ones, i.e. it memorised identities. Identity is what
+# must generalise, so the dataset spends its clips on distinct characters; 4% (~90 clips) are held out.
+CLIPS_PER_IDENTITY = 1
+TEST_FRACTION = 0.04
+# Optimiser per MMDiT stage (batch 8): from scratch 6e-4 (3e-4 had learnt nothing useful in the base stage's
+# minutes); the warm-up stages start from trained weights and take a lower rate.
+STAGE_LR = {"base": 6e-4, "stage1": 3e-4, "stage2": 2e-4}
+# Face cells weigh this much more in the flow loss (Recipe.face_weight): the mouth is a few latent cells of
+# a 16x16 frame, and lip sync and identity are read there.
+FACE_WEIGHT = 2.0
 STEPS = ("data", "vae", "cache", "base", "stage1", "stage2", "upscaler", "export")
 
 
@@ -25,24 +37,28 @@ class _Stopped(Exception):
     """A step was paused or interrupted: its checkpoint is kept and a rerun continues it."""
 
 
-def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 800, size: int = 128,
+def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 2200, size: int = 128,
                frames: int = 121, sr_data=None, sr_clips: int = 120, sr_frames: int = 49, preset: str = "demo",
-               seed: int = 0, device=None, only=None, log=None) -> dict:
+               seed: int = 0, device=None, precision: str = "auto", only=None, log=None) -> dict:
     """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
 
     Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> base (text+video,
     text encoder trained jointly) -> stage 1 -> stage 2 -> upscaler (on a 2x-resolution synthetic set) ->
-    export. Every step resumes from `work_dir`; finished steps are skipped. Returns the plan record
+    export. Every step resumes from `work_dir`; finished steps are skipped. `precision` "auto" trains in
+    bfloat16 where the hardware has it (`loop.fast_precision`). Returns the plan record
     (`status` "done", or the step that was paused / interrupted).
     """
     import torch
 
     from ..errors import InputError
     from . import distributed as D
+    from .loop import PRECISIONS, fast_precision
 
     say = log or (lambda m: print(m, flush=True))
     if minutes_total <= 0:
         raise InputError(f"--minutes-total must be > 0, got {minutes_total}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise InputError(f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     unknown = sorted(set(only or ()) - set(STEPS))
     if unknown:
         raise InputError(f"--only: unknown step(s) {unknown}; steps are {' '.join(STEPS)}")
@@ -50,9 +66,10 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     work.mkdir(parents=True, exist_ok=True)
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.exists() else {"minutes_total": minutes_total, "stages": {}}
-    run = _DemoRun(plan, plan_path, Path(data_dir), Path(out_dir), work, say,
-                   D.DistInfo(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))),
-                   preset, seed, only)
+    dist = D.DistInfo(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    # A resumed run keeps the precision it started with (its checkpoints were trained in it).
+    plan.setdefault("precision", fast_precision(dist.device) if precision == "auto" else precision)
+    run = _DemoRun(plan, plan_path, Path(data_dir), Path(out_dir), work, say, dist, preset, seed, only)
     run.sr_data = Path(sr_data) if sr_data is not None else run.data_dir.with_name(run.data_dir.name + f"_sr{2 * size}")
     try:
         run.steps(clips, size, frames, sr_clips, sr_frames)
@@ -69,8 +86,10 @@ class _DemoRun:
         self.plan, self.plan_path, self.data_dir, self.out_dir, self.work = plan, plan_path, data_dir, out_dir, work
         self.say, self.dist, self.preset, self.seed, self.only = say, dist, preset, seed, only
         self.tiny = preset == "tiny"
+        self.precision = plan["precision"]
         self.command = (f"python -m omnihuman_core train demo --data {data_dir} --out {out_dir} "
-                        f"--work {work} --minutes-total {plan['minutes_total']:g} --preset {preset} --seed {seed}")
+                        f"--work {work} --minutes-total {plan['minutes_total']:g} --preset {preset} --seed {seed} "
+                        f"--precision {self.precision}")
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
             "text_encoder": work / "base" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
@@ -136,29 +155,33 @@ class _DemoRun:
         if self.wanted("data") and not (self.data_dir / INDEX_NAME).exists():
             t0 = time.time()
             say(f"[demo] writing the synthetic dataset {self.data_dir} ({clips} clips, {size} px, {frames} frames)")
-            write_dataset(self.data_dir, clips, seed=seed, size=size, frames=frames)
+            write_dataset(self.data_dir, clips, seed=seed, size=size, frames=frames, test_fraction=TEST_FRACTION,
+                          clips_per_identity=CLIPS_PER_IDENTITY, workers=min(os.cpu_count() or 1, 8))
             self.finish("data", t0, clips=clips)
 
         if self.wanted("vae") and not self.done("vae"):
             t0 = time.time()
             # Small crops of short windows in bigger batches: the convolutional VAE learns the same statistics
             # ~4x cheaper per step than 64 px x 9 frames, and lr 1e-3 converged where 4e-4 had not within the
-            # demo's budget (the shipped VAE: 4591 steps, loss 0.103, models/demo/README.md).
-            settings = VAESettings(preset=self.preset, crop=32, frames=5, max_clips=200,
+            # demo's budget (the first shipped VAE: 4591 steps, loss 0.103). Half the crops are centred on the
+            # face (its labelled box), where lip sync and identity are read.
+            settings = VAESettings(preset=self.preset, crop=32, frames=5, max_clips=400, face_crops=0.5,
                                    stats_windows=2 if tiny else 24, stats_frames=9 if tiny else 17)
             config = TrainConfig(lr=1e-3, warmup=100, batch_size=2 if tiny else 8, ema_decay=0.999, seed=seed,
-                                 minutes=self.budget("vae"), log_every=25)
+                                 minutes=self.budget("vae"), log_every=25, precision=self.precision)
             result, _ = train_vae(self.data_dir, paths["vae"], self.work / "vae" / "run", settings, config, dist=dist,
                                   export_dtype=f32, extra={"training_command": self.command + " (step vae)"}, log=say)
             self.check(result, "vae", t0)
             self.finish("vae", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
 
-        mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=2)
+        mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=1,
+                  face_weight=FACE_WEIGHT)
         cache_dir = self.work / "latent_cache"
         if self.wanted("cache") and not self.done("cache"):
             t0 = time.time()
             cache = build_latent_cache(self.data_dir, paths["vae"], cache_dir, mm["frames"], mm["windows_per_clip"],
-                                       seed=seed, max_minutes=self.budget("cache"), device=dist.device, log=say)
+                                       seed=seed, max_minutes=self.budget("cache"), device=dist.device,
+                                       precision=self.precision, log=say)
             self.finish("cache", t0, windows=len(cache))
 
         starts = {"stage1": {"init": paths["base"], "text_encoder": paths["text_encoder"]},
@@ -168,10 +191,9 @@ class _DemoRun:
                 continue
             t0 = time.time()
             settings = MMDiTSettings(stage=stage, **mm)
-            defaults = settings.default_train_config()
-            if tiny:
-                defaults["batch_size"] = 2
-            config = TrainConfig(seed=seed, minutes=self.budget(stage), log_every=10, **defaults)
+            defaults = {**settings.default_train_config(), "lr": STAGE_LR[stage], "batch_size": 2 if tiny else 8}
+            config = TrainConfig(seed=seed, minutes=self.budget(stage), log_every=10, precision=self.precision,
+                                 **defaults)
             result, _ = train_mmdit(self.data_dir, paths["vae"], paths[stage], self.work / stage / "run", settings,
                                     config, cache_dir=cache_dir, dist=dist, export_dtype=f32,
                                     text_out=paths["text_encoder"] if stage == "base" else None,
@@ -189,7 +211,8 @@ class _DemoRun:
             # What the high-resolution data took comes out of the upscaler's own training time.
             train_minutes = max(minutes - (time.time() - t0) / 60, 0.05)
             config = TrainConfig(lr=3e-4, warmup=20, batch_size=2 if tiny else 8, weight_decay=0.01,
-                                 ema_decay=0.995, seed=seed, minutes=train_minutes, log_every=10)
+                                 ema_decay=0.995, seed=seed, minutes=train_minutes, log_every=10,
+                                 precision=self.precision)
             result, _ = train_upscaler(self.sr_data, paths["vae"], paths["upscaler"], self.work / "upscaler" / "run",
                                        config, preset="sr-tiny" if tiny else "sr-demo", samples=8 if tiny else 256,
                                        crop=32 if tiny else 128, frames=5 if tiny else 17, dist=dist,
