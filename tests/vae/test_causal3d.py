@@ -182,3 +182,28 @@ def test_time_fold_round_trip():
     torch.testing.assert_close(folded[:, :3, 1], x[:, :, 2])
     torch.testing.assert_close(folded[:, 3:, 1], x[:, :, 3])
     torch.testing.assert_close(_unfold_time(folded), x)
+
+
+def test_patch_is_an_exact_space_to_channel_fold():
+    from omnihuman_core.vae.causal3d import _to_channels, _to_space
+
+    x = torch.arange(2 * 3 * 2 * 4 * 6, dtype=torch.float32).reshape(2, 3, 2, 4, 6)
+    y = _to_channels(x, 2)
+    assert y.shape == (2, 12, 2, 2, 3)
+    # channel c*4 + 2*dy + dx holds pixel (2i + dy, 2j + dx) of channel c
+    assert torch.equal(y[:, 0 * 4 + 2 * 1 + 1], x[:, 0, :, 1::2, 1::2])
+    assert torch.equal(y[:, 4 * 2 + 2 * 1 + 0], x[:, 2, :, 1::2, 0::2])
+    assert torch.equal(_to_space(y, 2), x)
+
+
+@torch.no_grad()
+def test_patched_vae_shapes_and_causality(tiny_vae, clip):
+    vae = tiny_vae(patch=2, channels=(8, 16, 16), temporal_downsample=(True, True))  # spatial factor 2 * 2^2 = 8, as the unpatched tiny preset
+    assert vae.spatial_factor == 8 and vae.encoder.conv_in.in_channels == 12 and vae.decoder.conv_out.out_channels == 12
+    video = clip(9, 16, 24)
+    z = vae.encode(video)
+    assert z.shape == (1, 4, 3, 2, 3)
+    assert vae.decode(z).shape == video.shape
+    torch.testing.assert_close(vae.encode(video[:, :, :5]), z[:, :, :2], atol=ATOL, rtol=0)
+    with pytest.raises(InputError, match="patch must be an integer >= 1"):
+        CausalVAEConfig.preset("tiny", patch=0)
