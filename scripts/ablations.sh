@@ -22,6 +22,14 @@ CLIPS=${CLIPS:-12}            # held-out clips rendered per row
 STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
 RESULTS=${RESULTS:-results/ablations}
 mkdir -p "$WORK" "$RESULTS"
+# The demo recipe's settings (omnihuman_core/train/demo.py), so the full row is that recipe on a smaller budget
+# and the cache of `train demo` (one window per clip) is reused as is.
+read -r PREC LR_BASE LR_S1 LR_S2 FACE < <("$P" -c "
+from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT
+from omnihuman_core.train.loop import fast_precision
+import torch
+print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT)")
+PREC=${PRECISION:-$PREC}
 
 split() { "$P" -c "print(round($MINUTES * $1, 3))"; }
 M_BASE=$(split 0.40); M_S1=$(split 0.18); M_S2=$(split 0.42)
@@ -30,17 +38,18 @@ train() {  # name, extra args for every stage
   local name=$1; shift
   local w=$WORK/$name
   [ -f "$w/mmdit.safetensors" ] && return 0
-  local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32)
+  local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32 --precision "$PREC"
+                --batch-size 8 --windows-per-clip 1 --face-weight "$FACE")
   if [ "$name" = no_mm_warmup ]; then
-    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" --minutes "$MINUTES" \
+    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" --minutes "$MINUTES" --lr "$LR_BASE" \
       --out "$w/mmdit.safetensors" --work "$w/joint"
     return 0
   fi
-  "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" --minutes "$M_BASE" \
+  "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" --minutes "$M_BASE" --lr "$LR_BASE" \
     --out "$w/base.safetensors" --work "$w/base"
-  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" --minutes "$M_S1" \
+  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" --minutes "$M_S1" --lr "$LR_S1" \
     --init "$w/base.safetensors" --out "$w/stage1.safetensors" --work "$w/stage1"
-  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" --minutes "$M_S2" \
+  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" --minutes "$M_S2" --lr "$LR_S2" \
     --base "$w/base.safetensors" --stage1 "$w/stage1.safetensors" --out "$w/mmdit.safetensors" --work "$w/stage2"
 }
 
