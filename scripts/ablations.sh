@@ -29,6 +29,7 @@ from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT
 from omnihuman_core.train.loop import fast_precision
 import torch
 print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT)")
+[ -n "${FACE:-}" ] || { echo "ablations.sh: could not read the demo recipe from omnihuman_core (is $P set up?)" >&2; exit 1; }
 PREC=${PRECISION:-$PREC}
 
 split() { "$P" -c "print(round($MINUTES * $1, 3))"; }

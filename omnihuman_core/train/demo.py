@@ -24,8 +24,9 @@ SPLIT = {"vae": 0.17, "cache": 0.15, "base": 0.22, "stage1": 0.12, "stage2": 0.2
 # must generalise, so the dataset spends its clips on distinct characters; 4% (~90 clips) are held out.
 CLIPS_PER_IDENTITY = 1
 TEST_FRACTION = 0.04
-# Optimiser per MMDiT stage (batch 8): from scratch 6e-4 (3e-4 had learnt nothing useful in the base stage's
-# minutes); the warm-up stages start from trained weights and take a lower rate.
+# Optimiser per MMDiT stage (batch 8): from scratch 6e-4 (the first demo run's 3e-4 at batch 4 was far from
+# converged in the same minutes; 6e-4 at batch 8 trained stably); the warm-up stages start from trained
+# weights and take a lower rate.
 STAGE_LR = {"base": 6e-4, "stage1": 3e-4, "stage2": 2e-4}
 # Face cells weigh this much more in the flow loss (Recipe.face_weight): the mouth is a few latent cells of
 # a 16x16 frame, and lip sync and identity are read there.

@@ -50,21 +50,21 @@ LOG_NAME = "log.jsonl"
 CHECKPOINT_FORMAT = 1
 # Training precisions: float32, or bfloat16 autocast (float16 would need loss scaling; not offered).
 PRECISIONS = ("float32", "bfloat16")
+# Losses averaged for the reported final loss.
+FINAL_LOSS_WINDOW = 50
 
 
 def fast_precision(device) -> str:
-    """bfloat16 where the hardware multiplies it natively (CUDA with bf16, a CPU with AMX or AVX512-BF16:
-    ~8x the float32 matmul rate on this 2-core machine's AMX), else float32."""
+    """bfloat16 where the hardware multiplies it natively (CUDA with bf16, a CPU with AMX or AVX512-BF16),
+    else float32 (emulated bfloat16 would be slower than float32)."""
     device = torch.device(device)
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     if device.type == "cpu":
-        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so looked up defensively
         if any(getattr(torch.cpu, name, lambda: False)() for name in probes):
             return "bfloat16"
     return "float32"
-# Losses averaged for the reported final loss.
-FINAL_LOSS_WINDOW = 50
 
 
 class TrainingDiverged(OmniHumanError):

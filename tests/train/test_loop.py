@@ -236,3 +236,16 @@ def test_gradient_norm_is_clipped(tmp_path):
     trainer.optimizer.step = spy
     stats = trainer.train_step()
     assert stats["grad_norm"] > 1000 and seen["grad"] == pytest.approx(1.0, rel=1e-4)
+
+
+def test_fast_precision_follows_the_hardware(monkeypatch):
+    import torch
+
+    from omnihuman_core.train.loop import fast_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert fast_precision("cpu") == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert fast_precision("cpu") == "bfloat16"
+    assert fast_precision("meta") == "float32"
