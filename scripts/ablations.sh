@@ -7,9 +7,12 @@
 #
 #   bash scripts/ablations.sh                 # defaults below; rerunning resumes every run and skips finished ones
 #   MINUTES=20 CLIPS=20 bash scripts/ablations.sh
+#   TRAIN_STEPS=750 bash scripts/ablations.sh   # equal optimiser steps instead of minutes (fair on a shared machine)
 #
-# Needs: the synthetic dataset (DATA), a trained VAE (VAE) and its text encoder comes from each base stage.
-# The latent cache of `train demo` is reused when CACHE points at it (same VAE and settings), else built.
+# Needs: the synthetic dataset (DATA), a trained VAE (VAE); each variant's text encoder comes from its base stage.
+# The latent cache of `train demo` is reused when CACHE points at it and VAE is the file that built it: the
+# float32 <work>/vae/vae.safetensors of that run (models/demo/vae.safetensors is a half-precision export, other
+# weights to the cache, which would then be rebuilt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${PYTHON:-.venv/bin/python}
@@ -18,6 +21,7 @@ VAE=${VAE:-models/demo/vae.safetensors}
 WORK=${WORK:-runs/ablations}
 CACHE=${CACHE:-$WORK/latent_cache}
 MINUTES=${MINUTES:-8}         # MMDiT training minutes per variant (all stages together)
+TRAIN_STEPS=${TRAIN_STEPS:-}  # if set: optimiser steps per variant instead (same split), MINUTES is ignored
 CLIPS=${CLIPS:-12}            # held-out clips rendered per row
 STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
 RESULTS=${RESULTS:-results/ablations}
@@ -32,8 +36,14 @@ print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['
 [ -n "${FACE:-}" ] || { echo "ablations.sh: could not read the demo recipe from omnihuman_core (is $P set up?)" >&2; exit 1; }
 PREC=${PRECISION:-$PREC}
 
-split() { "$P" -c "print(round($MINUTES * $1, 3))"; }
-M_BASE=$(split 0.40); M_S1=$(split 0.18); M_S2=$(split 0.42)
+# Budget flags of each stage: minutes, or steps when TRAIN_STEPS is set (a time budget gives a variant fewer
+# steps whenever something else runs on the machine; a step budget does not).
+budget() {
+  if [ -n "$TRAIN_STEPS" ]; then echo "--steps $("$P" -c "print(max(1, round($TRAIN_STEPS * $1)))") --minutes 0"
+  else echo "--minutes $("$P" -c "print(round($MINUTES * $1, 3))")"; fi
+}
+read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
+read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_ALL <<< "$(budget 1)"
 
 train() {  # name, extra args for every stage
   local name=$1; shift
@@ -42,15 +52,15 @@ train() {  # name, extra args for every stage
   local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32 --precision "$PREC"
                 --batch-size 8 --windows-per-clip 1 --face-weight "$FACE")
   if [ "$name" = no_mm_warmup ]; then
-    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" --minutes "$MINUTES" --lr "$LR_BASE" \
+    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_ALL[@]}" --lr "$LR_BASE" \
       --out "$w/mmdit.safetensors" --work "$w/joint"
     return 0
   fi
-  "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" --minutes "$M_BASE" --lr "$LR_BASE" \
+  "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" "${B_BASE[@]}" --lr "$LR_BASE" \
     --out "$w/base.safetensors" --work "$w/base"
-  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" --minutes "$M_S1" --lr "$LR_S1" \
+  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" "${B_S1[@]}" --lr "$LR_S1" \
     --init "$w/base.safetensors" --out "$w/stage1.safetensors" --work "$w/stage1"
-  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" --minutes "$M_S2" --lr "$LR_S2" \
+  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" "${B_S2[@]}" --lr "$LR_S2" \
     --base "$w/base.safetensors" --stage1 "$w/stage1.safetensors" --out "$w/mmdit.safetensors" --work "$w/stage2"
 }
 

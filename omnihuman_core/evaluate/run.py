@@ -261,14 +261,21 @@ def _check_choices(prompts: str, reference_mode: str | None) -> None:
         raise InputError(f"--reference-mode must be one of {', '.join(REFERENCE_MODES)}, got {reference_mode!r}")
 
 
-def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype):
+def _check_guidance(model, text_scale, audio_scale) -> None:
+    if model is None and (text_scale is not None or audio_scale is not None):
+        raise InputError("--text-scale / --audio-scale set how a model renders; pass --mmdit too (the ground truth "
+                         "and the VAE round trip have no guidance)")
+
+
+def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_scale=None, audio_scale=None):
     from ..pipeline.generate import Renderer
     from ..pipeline.settings import RenderSettings
 
     for label, path in (("--mmdit", model.mmdit), ("--vae", model.vae)):
         if not Path(path).is_file():
             raise InputError(f"{label} {path} does not exist")
-    settings = RenderSettings.for_model(model.mmdit, steps=steps, reference_mode=reference_mode)
+    settings = RenderSettings.for_model(model.mmdit, steps=steps, reference_mode=reference_mode,
+                                        text_scale=text_scale, audio_scale=audio_scale)
     return Renderer.from_files(model.mmdit, model.vae, model.text_encoder, model.audio_encoder,
                                device=device, dtype=dtype, settings=settings)
 
@@ -356,7 +363,8 @@ def vae_round_trip(vae, frames: np.ndarray, window: int = 33) -> np.ndarray:
 
 def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, probes_path=None,
                   model: ModelFiles | None = None, reference_mode: str | None = None, prompts: str = "schedule",
-                  steps: int | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
+                  steps: int | None = None, text_scale: float | None = None,
+                  audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
                   out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
                   vae=None) -> dict:
     """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
@@ -369,6 +377,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode)
+    _check_guidance(model, text_scale, audio_scale)
     out_path = _check_out(out) if out is not None else None
     check_probe_file(probes_path)
     if vae is not None and model is not None:
@@ -377,7 +386,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     eval_clips = dataset_split(data_dir, split, clips)
     probes = Probes.load(probes_path)
     vae_only = _load_vae(vae, device=device, dtype=dtype) if vae is not None else None
-    renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype) \
+    renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
+                         text_scale=text_scale, audio_scale=audio_scale) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else RenderSettings()
     temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
@@ -469,7 +479,8 @@ def drift_summary(m: dict) -> dict:
 
 def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: float = 10.0, probes_path=None,
               model: ModelFiles | None = None, reference_mode: str | None = None, prompts: str = "schedule",
-              steps: int | None = None, seed: int = 0, device=None, dtype=None, work_dir=None, out=None,
+              steps: int | None = None, text_scale: float | None = None,
+              audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None, out=None,
               label: str | None = None, progress: Callable[[str], None] | None = print) -> dict:
     """One `seconds`-long video: the first synthetic clip's character speaking held-out audios back to back.
 
@@ -488,6 +499,7 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode)
+    _check_guidance(model, text_scale, audio_scale)
     if not (isinstance(seconds, (int, float)) and isinstance(window, (int, float)) and 0 < 2 * window <= seconds):
         raise InputError(f"--seconds ({seconds!r}) must be at least twice --window ({window!r}), both positive")
     out_path = _check_out(out) if out is not None else None
@@ -497,7 +509,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
         raise InputError(f"the '{split}' split of {data_dir} has no synthetic clips (meta.json): the drift test "
                          "renders its ground truth from a character spec, which real data does not have")
     probes = Probes.load(probes_path)
-    renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype) \
+    renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
+                         text_scale=text_scale, audio_scale=audio_scale) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else RenderSettings()
     fps = settings.fps

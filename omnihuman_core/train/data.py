@@ -461,7 +461,11 @@ def _settings_difference(manifest: dict, settings: dict, vae_fp: str) -> str:
     old = manifest.get("settings") or {}
     parts = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
     if manifest.get("vae") != vae_fp:
-        parts.append("another VAE")
+        # Other weights or another precision: `train demo` builds its cache with the float32 work file
+        # (<work>/vae/vae.safetensors), not the exported half-precision copy next to the models.
+        built = manifest.get("vae_file")
+        parts.append(f"another VAE; it was built with {built}, pass that file as the VAE to reuse it" if built
+                     else "another VAE file (other weights or precision)")
     return ", ".join(parts) or "other clips"
 
 
@@ -565,7 +569,8 @@ def build_latent_cache(
         manifest = None
     if manifest is None:
         manifest = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "settings": asdict(settings),
-                    "vae": vae_fp, "fps": clips[0].fps, "frame_size": [clips[0].height, clips[0].width],
+                    "vae": vae_fp, "vae_file": str(Path(vae).resolve()) if isinstance(vae, (str, os.PathLike)) else None,
+                    "fps": clips[0].fps, "frame_size": [clips[0].height, clips[0].width],
                     "shards": [], "clips_done": 0, "complete": False}
     manifest["listing"] = listing
     if manifest["complete"]:

@@ -68,8 +68,9 @@ def test_run_renders_measures_and_writes_results(world):
 
 def test_generic_prompts_and_reference_mode(world):
     r = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), prompts="generic",
-                      reference_mode="none", progress=None)
+                      reference_mode="none", text_scale=7.5, audio_scale=0.0, progress=None)
     assert r["clips"][0]["prompts"] == [GENERIC_PROMPT]
+    assert r["settings"]["text_scale"] == 7.5 and r["settings"]["audio_scale"] == 0.0  # overrides, recorded
     assert r["settings"]["reference_mode"] == "none" and r["settings"]["prompts"] == "generic"
     # The targets of text adherence stay the schedule's actions, whatever the model was told.
     assert r["clips"][0]["model"]["action_total"] == r["clips"][0]["gt"]["action_total"]
@@ -188,6 +189,7 @@ def test_real_data_layout_says_what_is_unavailable(world):
     (["--clips", "0"], "--clips must be a positive integer"),
     (["--vae", "/nonexistent/vae.safetensors"], "does not exist"),
     (["--text-encoder", "builtin:tiny"], "--text-encoder was given without --mmdit"),
+    (["--audio-scale", "6"], "pass --mmdit too"),
 ])
 def test_bad_input_exits_2(world, capsys, args, message):
     argv = ["evaluate", "run", "--data", str(world / "data"), "--out", str(world / "bad.json")]
@@ -196,6 +198,15 @@ def test_bad_input_exits_2(world, capsys, args, message):
     assert main(argv + args) == 2
     assert message in capsys.readouterr().err
     assert not (world / "bad.json").exists()
+
+
+def test_bad_guidance_scale_fails_before_rendering(world, capsys):
+    argv = ["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--out", str(world / "bad.json"),
+            "--mmdit", str(world / "m.safetensors"), "--vae", str(world / "v.safetensors"),
+            "--text-encoder", str(world / "t.safetensors"), "--text-scale", "-1", "--work-dir", str(world / "bad")]
+    assert main(argv) == 2
+    assert "text_scale" in capsys.readouterr().err
+    assert not (world / "bad.json").exists() and not (world / "bad").exists()
 
 
 def test_table_rejects_other_json(world):

@@ -253,6 +253,12 @@ def test_cache_built_from_a_vae_file_is_reused_with_the_loaded_module(dataset, t
     build_latent_cache(dataset, tiny_vae(), tmp_path / "cache", frames=9, windows_per_clip=2, log=messages.append)
     assert not any("another VAE" in m for m in messages), messages
     assert any("up to date" in m for m in messages), messages
+    # A half-precision copy of the same VAE has other weights: the message names the file that built it.
+    half = tmp_path / "vae_half.safetensors"
+    save_safetensors(half, {k: v.half() for k, v in vae.state_dict().items()}, "vae", vae.config.to_dict())
+    messages = []
+    build_latent_cache(dataset, half, tmp_path / "cache", frames=9, windows_per_clip=2, log=messages.append)
+    assert any(f"built with {path.resolve()}" in m for m in messages), messages
 
 
 def test_clips_too_short_for_the_pseudo_last_frame_are_named(dataset, tmp_path):
