@@ -41,6 +41,11 @@ def test_mmdit_carries_render_defaults_the_cli_uses():
     settings = RenderSettings.for_model(DEMO / "mmdit.safetensors")
     assert (settings.fps, settings.segment_frames, settings.short_side) == (24.0, 33, 128)
     assert settings.reference_mode == "pseudo_last_frame"
+    # The shipped file renders with the guidance the recipe writes into new files (train/cli.py).
+    from omnihuman_core.train.cli import DEMO_RENDER_DEFAULTS
+
+    assert (settings.text_scale, settings.audio_scale) == (DEMO_RENDER_DEFAULTS["text_scale"],
+                                                           DEMO_RENDER_DEFAULTS["audio_scale"])
 
 
 def test_demo_models_render_the_example(tmp_path):
