@@ -72,10 +72,13 @@ def add_evaluate_parser(subparsers) -> None:
     p.add_argument("--clips", type=int, help="evaluate the first N clips of the split (default: all)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("drift", help="one long video from concatenated held-out audios: first vs last window")
+    p = sub.add_parser("drift", help="long videos from concatenated held-out audios: first vs last window")
     _model_args(p)
     p.add_argument("--seconds", type=float, default=60.0, help="video length (default 60)")
     p.add_argument("--window", type=float, default=10.0, help="seconds compared at each end (default 10)")
+    p.add_argument("--videos", type=int, default=1,
+                   help="long videos to render, each a different held-out character and audio (default 1); "
+                   "the windows' numbers are averaged over them")
     p.set_defaults(func=_cmd_drift)
 
     p = sub.add_parser("table", help="markdown ablation table from results files of run / drift")
@@ -145,7 +148,7 @@ def _cmd_run(args) -> int:
 def _cmd_drift(args) -> int:
     from .run import run_drift
 
-    result = run_drift(args.data, seconds=args.seconds, window=args.window, **_common(args))
+    result = run_drift(args.data, seconds=args.seconds, window=args.window, videos=args.videos, **_common(args))
     print(json.dumps(result["summary"], indent=1))
     return 0
 

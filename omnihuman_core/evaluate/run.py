@@ -477,15 +477,29 @@ def drift_summary(m: dict) -> dict:
             "drift_identity": d_id, "drift_lip_sync": d_ls, "drift": worst}
 
 
-def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: float = 10.0, probes_path=None,
+def _mean_windows(metrics: list[dict]) -> dict:
+    """{"first": ..., "last": ...}: each window's lip sync and identity averaged over the videos."""
+    out = {}
+    for name in ("first", "last"):
+        out[name] = {}
+        for key in ("lip_sync", "identity"):
+            vals = [m[name][key] for m in metrics if m[name][key] is not None]
+            out[name][key] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: float = 10.0, videos: int = 1,
+              probes_path=None,
               model: ModelFiles | None = None, reference_mode: str | None = None, prompts: str = "schedule",
               steps: int | None = None, text_scale: float | None = None,
               audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None, out=None,
               label: str | None = None, progress: Callable[[str], None] | None = print) -> dict:
-    """One `seconds`-long video: the first synthetic clip's character speaking held-out audios back to back.
+    """`videos` videos of `seconds` each: a held-out character (video v: the split's v-th) speaking held-out
+    audios back to back, the last `window` seconds repeating the first ones.
 
     Identity and lip sync in the first and the last `window` seconds, for the model's video and for a
-    ground-truth render of the same character, actions and audio (the ceiling, ~0 drift).
+    ground-truth render of the same character, actions and audio (the ceiling, ~0 drift), averaged over
+    the videos.
     """
     import torch
 
@@ -502,6 +516,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
     _check_guidance(model, text_scale, audio_scale)
     if not (isinstance(seconds, (int, float)) and isinstance(window, (int, float)) and 0 < 2 * window <= seconds):
         raise InputError(f"--seconds ({seconds!r}) must be at least twice --window ({window!r}), both positive")
+    if isinstance(videos, bool) or not isinstance(videos, int) or videos < 1:
+        raise InputError(f"--videos must be a positive integer, got {videos!r}")
     out_path = _check_out(out) if out is not None else None
     check_probe_file(probes_path)
     pool = [c for c in dataset_split(data_dir, split) if c.synthetic]
@@ -516,74 +532,101 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
     fps = settings.fps
     n_samples = int(round(seconds * 16000))
 
-    # Audios of clips with speech, back to back, until the video is long enough (reused if the split is short).
-    pieces, used, total, k = [], [], 0, 0
     speaking = [c for c in pool if np.abs(load_clip_audio(c).waveform.numpy()).max() > 10 ** (-40 / 20)] or pool
-    while total < n_samples:
-        clip = speaking[k % len(speaking)]
-        wav = load_clip_audio(clip).waveform.numpy()
-        pieces.append((clip, total, wav[: n_samples - total]))
-        used.append(clip.id)
-        total += min(wav.size, n_samples - total)
-        k += 1
-    waveform = np.concatenate([w for _, _, w in pieces]).astype(np.float32)
-    n_frames = int(round(waveform.size / 16000 * fps))
-    character = pool[0]
-    spec = character.spec()
-    size = int(character.meta.get("size", 128))
 
-    # Schedule: every piece's timed actions, described for this character.
-    shots = []
-    for clip, start, wav in pieces:
-        dur = wav.size / 16000
-        sub = clip_schedule(clip, fps, dur, spec=spec)
-        shots += [Shot(start / 16000 + s.start, start / 16000 + s.end, s.speaking, prompt=s.prompt) for s in sub.shots]
-    schedule = Schedule(fps=fps, duration=waveform.size / 16000, shots=shots)
-    temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
-    segments = plan_segments(n_frames, settings.segment_frames, settings.motion_frames, temporal)
-    spans = segment_spans(schedule, segments, fps)
-    windows = [("first", 0.0, window), ("last", waveform.size / 16000 - window, waveform.size / 16000)]
+    def one_video(v: int) -> dict:
+        # Audios of clips with speech, back to back, until `seconds - window` (reused if the split is short).
+        pieces, used, total, k = [], [], 0, 2 * v  # each video starts two sentences further on
+        body = n_samples - int(round(window * 16000))
+        while total < body:
+            clip = speaking[k % len(speaking)]
+            wav = load_clip_audio(clip).waveform.numpy()
+            pieces.append((clip, total, wav[: body - total]))
+            used.append(clip.id)
+            total += min(wav.size, body - total)
+            k += 1
+        # The last window repeats the first one's audio, actions and prompts. Lip sync differs a lot from one
+        # sentence to the next (0.0 to 0.7 across the demo's held-out clips), so with different audio in the two
+        # windows the comparison measured which sentences fell where as much as what the chaining did.
+        n_body = len(pieces)
+        for clip, _, wav in list(pieces):
+            if total >= n_samples:
+                break
+            piece = wav[: n_samples - total]
+            pieces.append((clip, total, piece))
+            used.append(clip.id)
+            total += piece.size
+        waveform = np.concatenate([w for _, _, w in pieces]).astype(np.float32)
+        n_frames = int(round(waveform.size / 16000 * fps))
+        character = pool[v % len(pool)]
+        spec = character.spec()
+        size = int(character.meta.get("size", 128))
 
-    # Ground truth: each piece rendered with its own actions, emotion and camera, then joined.
-    gt_parts = []
-    mouth = mouth_track(waveform, fps, n_frames)
-    for clip, start, wav in pieces:
-        a0 = int(round(start / 16000 * fps))
-        a1 = int(round((start + wav.size) / 16000 * fps))
-        if a1 <= a0:
-            continue
-        m = mouth[a0:a1]
-        src_fps = float(clip.meta.get("fps", fps))
-        acts = [(name, int(round(a / src_fps * fps)), min(len(m), int(round(b / src_fps * fps))))
-                for name, a, b in clip.meta["actions"]]
-        acts = [(nm, a, b) for nm, a, b in acts if b > a] or ["idle"]
-        frames, _ = render_clip(spec, acts, clip.meta.get("emotion", "neutral"), clip.meta.get("camera", "static"),
-                                m, fps, size, seed=int(clip.meta.get("seed", 0)) + 1)
-        gt_parts.append(frames)
-    gt_frames = np.concatenate(gt_parts)[:n_frames]
-    ref = render_reference(spec, size)
-    ref_emb = probes.embed(ref)
-    _log(progress, f"drift: {waveform.size / 16000:.1f} s from {len(pieces)} clips, character of {character.id}")
-    gt = video_metrics(probes, gt_frames, waveform, fps, ref_emb, spans, windows=windows)
-    gt.pop("tracks")
-    model_m = None
-    if renderer is not None:
-        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="omnihuman-drift-"))
-        work.mkdir(parents=True, exist_ok=True)
-        render_prompts = [s[2] for s in spans] if prompts == "schedule" else GENERIC_PROMPT
-        audio = Audio(torch.from_numpy(waveform), 16000, 1)
-        frames = _render(renderer, ref, audio, render_prompts, work / f"drift_{int(seconds)}s.mp4", seed)
-        model_m = video_metrics(probes, frames, waveform, fps, ref_emb, spans, windows=windows)
-        model_m.pop("tracks")
+        # Schedule: every piece's timed actions, described for this character.
+        shots = []
+        for clip, start, wav in pieces:
+            dur = wav.size / 16000
+            sub = clip_schedule(clip, fps, dur, spec=spec)
+            shots += [Shot(start / 16000 + s.start, start / 16000 + s.end, s.speaking, prompt=s.prompt) for s in sub.shots]
+        schedule = Schedule(fps=fps, duration=waveform.size / 16000, shots=shots)
+        temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
+        segments = plan_segments(n_frames, settings.segment_frames, settings.motion_frames, temporal)
+        spans = segment_spans(schedule, segments, fps)
+        windows = [("first", 0.0, window), ("last", waveform.size / 16000 - window, waveform.size / 16000)]
+
+        # Ground truth: each piece rendered with its own actions, emotion and camera, then joined.
+        gt_parts = []
+        mouth = mouth_track(waveform, fps, n_frames)
+        for clip, start, wav in pieces[:n_body]:
+            a0 = int(round(start / 16000 * fps))
+            a1 = int(round((start + wav.size) / 16000 * fps))
+            if a1 <= a0:
+                continue
+            m = mouth[a0:a1]
+            src_fps = float(clip.meta.get("fps", fps))
+            acts = [(name, int(round(a / src_fps * fps)), min(len(m), int(round(b / src_fps * fps))))
+                    for name, a, b in clip.meta["actions"]]
+            acts = [(nm, a, b) for nm, a, b in acts if b > a] or ["idle"]
+            frames, _ = render_clip(spec, acts, clip.meta.get("emotion", "neutral"), clip.meta.get("camera", "static"),
+                                    m, fps, size, seed=int(clip.meta.get("seed", 0)) + 1)
+            gt_parts.append(frames)
+        gt_frames = np.concatenate(gt_parts)
+        # The repeated last window: the opening's own frames (a clip cut short renders its camera move and
+        # actions over the shorter length, so rendering the cut pieces again would not be the same video).
+        gt_frames = np.concatenate([gt_frames, gt_frames[: n_frames - gt_frames.shape[0]]])[:n_frames]
+        ref = render_reference(spec, size)
+        ref_emb = probes.embed(ref)
+        _log(progress, f"drift: {waveform.size / 16000:.1f} s from {len(pieces)} clips, character of {character.id}")
+        gt = video_metrics(probes, gt_frames, waveform, fps, ref_emb, spans, windows=windows)
+        gt.pop("tracks")
+        model_m = None
+        if renderer is not None:
+            work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="omnihuman-drift-"))
+            work.mkdir(parents=True, exist_ok=True)
+            render_prompts = [s[2] for s in spans] if prompts == "schedule" else GENERIC_PROMPT
+            audio = Audio(torch.from_numpy(waveform), 16000, 1)
+            frames = _render(renderer, ref, audio, render_prompts, work / (f"drift_{int(seconds)}s.mp4" if v == 0 else f"drift_{int(seconds)}s_{v}.mp4"), seed)
+            model_m = video_metrics(probes, frames, waveform, fps, ref_emb, spans, windows=windows)
+            model_m.pop("tracks")
+        return {"character": character.id, "clips_used": used, "gt": gt, "model": model_m}
+
+    runs = [one_video(v) for v in range(videos)]
+    gt_mean = _mean_windows([r["gt"] for r in runs])
+    model_mean = _mean_windows([r["model"] for r in runs]) if renderer is not None else None
+    used, character, gt, model_m = runs[0]["clips_used"], pool[0], runs[0]["gt"], runs[0]["model"]
     result = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "drift",
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
-        "data": str(data_dir), "split": split, "seconds": seconds, "window": window, "seed": seed,
-        "clips_used": used, "character": character.id,
+        "data": str(data_dir), "split": split, "seconds": seconds, "window": window, "last_window": "repeats_first", "seed": seed,
+        "clips_used": used, "character": character.id, "videos": len(runs),
+        "per_video": [{"character": r["character"], "clips_used": r["clips_used"],
+                       "summary": {"model": drift_summary(r["model"]) if r["model"] else None,
+                                   "gt": drift_summary(r["gt"])}} for r in runs],
         "model_files": {k: str(v) for k, v in vars(model).items()} if model else None,
         "settings": _settings_record(renderer, prompts, reference_mode),
-        "summary": {"model": drift_summary(model_m) if model_m else None, "gt": drift_summary(gt)},
-        "metrics": {"model": model_m, "gt": gt}, "targets": TARGETS,
+        # Over all the videos: each window's numbers averaged, then the drop between them.
+        "summary": {"model": drift_summary(model_mean) if model_mean else None, "gt": drift_summary(gt_mean)},
+        "metrics": {"model": model_m, "gt": gt},  # the first video's in full "targets": TARGETS,
         "elapsed_seconds": round(time.monotonic() - t0, 1),
     }
     if out_path is not None:
