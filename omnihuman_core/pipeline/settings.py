@@ -37,6 +37,9 @@ class RenderSettings:
     # Also pin the reference as the very first frame (the video starts exactly on the image) instead
     # of letting the first frame be generated towards it.
     first_frame_from_reference: bool = False
+    # Flow time of the noise added to the motion latents carried into each next segment (noise
+    # augmentation; a model trained with Recipe.motion_noise stores half its range here). 0 = exact copies.
+    motion_noise: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +82,9 @@ class RenderSettings:
         if not isinstance(self.delta, (int, float)) or isinstance(self.delta, bool) or not math.isfinite(self.delta) \
                 or self.delta <= 0:
             problems.append(f"delta must be a positive number of latent frames (default {DEFAULT_DELTA:g}), got {self.delta!r}")
+        if not isinstance(self.motion_noise, (int, float)) or isinstance(self.motion_noise, bool) \
+                or not math.isfinite(self.motion_noise) or not 0 <= self.motion_noise < 1:
+            problems.append(f"motion_noise must be a flow time in [0, 1) (0 = off), got {self.motion_noise!r}")
         positive_int("audio_window")
         positive_int("short_side")
         if not isinstance(self.first_frame_from_reference, bool):

@@ -43,6 +43,7 @@ class MMDiTSettings:
     max_clips: int = 0
     split: str = "train"
     face_weight: float = 1.0  # loss weight of face cells (Recipe.face_weight); needs face boxes in the data
+    motion_noise: float = 0.0  # noise on the pinned motion latents (Recipe.motion_noise); 0 = off
 
     def __post_init__(self) -> None:
         if self.stage not in MMDIT_STAGES:
@@ -51,7 +52,8 @@ class MMDiTSettings:
     def recipe(self):
         from .objective import Recipe
 
-        return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight))
+        return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight),
+                      motion_noise=float(self.motion_noise))
 
     def default_train_config(self) -> dict:
         """Optimiser defaults per stage: from scratch a higher learning rate, fine-tuning a lower one."""

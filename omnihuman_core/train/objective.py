@@ -73,6 +73,14 @@ class Recipe(ModelConfig):
     # models (Hallo, EchoMimic) weight face / lip regions for the same reason. Each frame's weights are
     # normalised, so the loss keeps its scale.
     face_weight: float = 1.0
+    # Noise on the pinned motion latents (noise augmentation of the continuation frames): each pinned
+    # sample's motion latents are moved along the flow path to a time drawn uniformly in [0, motion_noise].
+    # In training they are exact encodings of real frames; in a long render they are re-encodings of the
+    # model's own previous output, whose small errors the model would otherwise copy forward and amplify
+    # segment by segment (drift). Trained on noisy copies, the model takes them as a hint it repairs; the
+    # renderer adds half the maximum (`render_defaults`' motion_noise) so both see the same kind of input.
+    # 0 = off (exact copies, as every model trained before it).
+    motion_noise: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,6 +95,9 @@ class Recipe(ModelConfig):
             problems.append(f"motion_latent_frames must be an integer >= 0, got {m!r}")
         elif m == 0 and isinstance(self.p_first_frames, (int, float)) and self.p_first_frames > 0:
             problems.append("p_first_frames > 0 needs motion_latent_frames >= 1 (2 = the chainer's 5 motion frames)")
+        mn = self.motion_noise
+        if isinstance(mn, bool) or not isinstance(mn, (int, float)) or not math.isfinite(mn) or not 0 <= mn < 1:
+            problems.append(f"motion_noise must be a flow time in [0, 1), got {mn!r}")
         for name, low in (("delta", 0.0), ("logit_normal_std", 0.0), ("face_weight", 0.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
@@ -99,10 +110,12 @@ class Recipe(ModelConfig):
 
     def render_defaults(self, temporal_factor: int = 4) -> dict[str, Any]:
         """The RenderSettings a model trained with this recipe must be sampled with (for its file's
-        `render_defaults`): the same reference mode, delta and motion-frame count."""
+        `render_defaults`): the same reference mode, delta and motion-frame count, and motion-latent noise
+        in the middle of the range it was trained on."""
         m = self.motion_latent_frames
         return {"reference_mode": self.reference_mode, "delta": float(self.delta),
-                "motion_frames": 1 + (m - 1) * temporal_factor if m else 0}
+                "motion_frames": 1 + (m - 1) * temporal_factor if m else 0,
+                "motion_noise": float(self.motion_noise) / 2}
 
 
 # ---- random choices -----------------------------------------------------------------------------------
@@ -121,6 +134,8 @@ class Draws:
     extra_frame: torch.Tensor  # bool: the pseudo last frame (or reference) is appended
     drop_text: torch.Tensor  # bool: null text
     drop_audio: torch.Tensor  # bool: null audio
+    # float32 flow time of the noise on the pinned motion latents (Recipe.motion_noise); None = clean
+    motion_noise: torch.Tensor | None = None
 
 
 def draw(batch: Mapping[str, Any], recipe: Recipe, generator: torch.Generator) -> Draws:
@@ -140,6 +155,9 @@ def draw(batch: Mapping[str, Any], recipe: Recipe, generator: torch.Generator) -
         extra_frame=(u[:, 1] >= recipe.p_drop_last) & (recipe.reference_mode != "none"),
         drop_text=u[:, 2] < recipe.p_drop_text,
         drop_audio=u[:, 3] < recipe.p_drop_audio,
+        # u[:, 0] / p is uniform in [0, 1) on the pinned samples and independent of the other choices, so
+        # the level needs no extra draw and runs without motion noise keep their random streams.
+        motion_noise=(recipe.motion_noise * (u[:, 0] / max(recipe.p_first_frames, 1e-12)).clamp(max=1.0)).float(),
     )
 
 
@@ -256,7 +274,12 @@ def loss_from_draws(model: nn.Module, text_encoder: nn.Module, batch: Mapping[st
         x_in, positions = free.model_input(x_t[rows])
         rows_pinned = pin[rows]
         if bool(rows_pinned.any()):
-            pinned = SegmentConditions(t, motion_latents=x0[rows, :, :m], reference_latent=ref, reference_mode=mode,
+            motion = x0[rows, :, :m]
+            if draws.motion_noise is not None and recipe.motion_noise > 0:
+                # The pinned frames' own noise: those frames are not trained, so it is otherwise unused.
+                level = draws.motion_noise.to(device)[rows].view(n, 1, 1, 1, 1)
+                motion = noised(motion, noise[rows, :, :m], level)
+            pinned = SegmentConditions(t, motion_latents=motion, reference_latent=ref, reference_mode=mode,
                                        delta=recipe.delta, latent_shape=(n, C, h, w))
             x_pin, _ = pinned.model_input(x_t[rows])
             x_in = torch.where(rows_pinned.view(n, 1, 1, 1, 1), x_pin, x_in)

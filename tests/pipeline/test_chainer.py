@@ -235,6 +235,34 @@ def test_cancel_keeps_finished_segments(tmp_path):
     assert model.calls == 2 * STEPS
 
 
+def test_motion_noise_moves_the_carried_latents_along_the_flow_path():
+    """RenderSettings.motion_noise: the re-encoded motion latents reach the model at that flow time on noise
+    drawn from the segment's seed (the same on a re-render); 0 keeps them exact (the test above)."""
+    from omnihuman_core.sampling.denoise import make_noise
+    from omnihuman_core.sampling.flow import noised
+
+    def second_segment_motion(level, seed=1):
+        chainer, model, vae, _ = make(motion_noise=level)
+        sink = Sink(model)
+        n = SEG + 6
+        chainer.run(n, ["a", "b"], reference_latent=reference(), audio_frames=audio_frames(n), seed=seed,
+                    on_frames=sink)
+        clean = vae.encode(uint8_to_video(sink.video[SEG - MOTION:SEG]))
+        return model.inputs[STEPS]["x"][:1, :C, :2], clean, model.inputs[0]["x"]
+
+    got, clean, first = second_segment_motion(0.05)
+    g = torch.Generator().manual_seed(segment_seed(1, 1) ^ 0x6D6F74696F6E)
+    assert torch.allclose(got, noised(clean, make_noise(tuple(clean.shape), generator=g), 0.05), atol=1e-6)
+    assert not torch.allclose(got, clean, atol=1e-3)
+    again, _, _ = second_segment_motion(0.05)
+    assert torch.equal(got, again)
+    # Segment 0 has no motion latents: nothing to add noise to, so it is the same as without.
+    _, _, first_clean = second_segment_motion(0.0)
+    assert torch.equal(first, first_clean)
+    with pytest.raises(InputError, match="motion_noise"):
+        settings(motion_noise=1.0)
+
+
 def test_first_frame_from_reference_pins_the_first_latent():
     chainer, model, _, _ = make(first_frame_from_reference=True)
     sink = Sink(model)

@@ -10,9 +10,10 @@ from omnihuman_core.errors import InputError
 from omnihuman_core.model import MMDiT, MMDiTConfig
 from omnihuman_core.sampling.conditioning import SegmentConditions
 from omnihuman_core.sampling.denoise import make_noise, sample_segment
+from omnihuman_core.sampling.flow import noised
 from omnihuman_core.sampling.guidance import Guidance
 from omnihuman_core.train.objective import (
-    ABLATIONS, Draws, Recipe, encode_captions, flow_matching_loss, loss_from_draws, sample_timesteps,
+    ABLATIONS, Draws, Recipe, draw, encode_captions, flow_matching_loss, loss_from_draws, sample_timesteps,
 )
 from omnihuman_core.train.stages import STAGES, split_steps, trainable_parameters
 from .helpers import randomized, tiny_model, tiny_text
@@ -65,10 +66,13 @@ class Recorder(torch.nn.Module):
 def test_recipe_round_trip_and_validation():
     r = Recipe(reference_mode="reference", p_drop_text=0.3)
     assert Recipe.from_dict(r.to_dict()) == r
-    assert Recipe().render_defaults() == {"reference_mode": "pseudo_last_frame", "delta": 4.0, "motion_frames": 5}
+    assert Recipe().render_defaults() == {"reference_mode": "pseudo_last_frame", "delta": 4.0, "motion_frames": 5,
+                                          "motion_noise": 0.0}
+    assert Recipe(motion_noise=0.1).render_defaults()["motion_noise"] == pytest.approx(0.05)
     for bad in (dict(reference_mode="image"), dict(p_drop_audio=1.5), dict(p_first_frames=-0.1),
                 dict(delta=0), dict(logit_normal_std=0), dict(motion_latent_frames=0),
-                dict(motion_latent_frames=1.5), dict(p_drop_text=float("nan"))):
+                dict(motion_latent_frames=1.5), dict(p_drop_text=float("nan")), dict(motion_noise=-0.1),
+                dict(motion_noise=1.0), dict(motion_noise=True)):
         with pytest.raises(InputError):
             Recipe(**bad)
     Recipe(motion_latent_frames=0, p_first_frames=0.0)  # no continuation training is a valid choice
@@ -217,6 +221,37 @@ def test_pinned_frames_are_not_trained():
     assert torch.equal(loss_from_draws(model, text, batch, recipe, "stage1", perturbed)[0], loss)
     perturbed.noise[2, :, 0] += 1.0  # sample 2 is not pinned: frame 0 is generated there
     assert not torch.equal(loss_from_draws(model, text, batch, recipe, "stage1", perturbed)[0], loss)
+
+
+def test_motion_noise_moves_the_pinned_latents_along_the_flow_path():
+    """Recipe.motion_noise: each pinned sample's motion latents reach the model at its drawn flow time on
+    its own noise (the pinned frames' noise, unused otherwise); 0 = the exact copies of before."""
+    batch, model, text = make_batch(), tiny_model(), tiny_text()
+    pin = [True, True, False, True]
+    draws = make_draws(pin=pin)
+    draws.motion_noise = torch.tensor([0.08, 0.0, 0.05, 0.02])
+    for level in (0.0, 0.1):
+        recipe = Recipe(motion_noise=level)
+        m = recipe.motion_latent_frames
+        rec = Recorder(model)
+        loss_from_draws(rec, text, batch, recipe, "stage1", draws)
+        (call,) = rec.calls
+        x0 = batch["latents"][:, :, :m]
+        for i in range(B):
+            got = call["x"][i, :C, :m]
+            if not pin[i]:
+                continue
+            want = x0[i] if level == 0 else noised(x0[i], draws.noise[i, :, :m], float(draws.motion_noise[i]))
+            assert torch.allclose(got, want, atol=1e-6), (level, i)
+    # Drawn: uniform in [0, motion_noise] on the pinned samples, and the other draws are unchanged by it.
+    g = lambda: torch.Generator().manual_seed(11)  # noqa: E731
+    big = make_batch(b=64)
+    with_noise, without = draw(big, Recipe(motion_noise=0.1), g()), draw(big, Recipe(), g())
+    assert torch.equal(with_noise.noise, without.noise) and torch.equal(with_noise.timestep, without.timestep)
+    assert torch.equal(with_noise.pin_first, without.pin_first)
+    levels = with_noise.motion_noise[with_noise.pin_first]
+    assert levels.min() >= 0 and levels.max() <= 0.1 and levels.std() > 0.01
+    assert not without.motion_noise.any()
 
 
 def test_same_generator_seed_same_loss():
