@@ -137,7 +137,7 @@ class OmniHumanSampler:
                start_frame, motion_frames=None):
         from omnihuman_core.audio import pack_latent_frames
         from omnihuman_core.pipeline import segment_seed, valid_frame_count
-        from omnihuman_core.sampling import SegmentConditions, sample_segment
+        from omnihuman_core.sampling import SegmentConditions, noise_motion_latents, sample_segment
 
         s = render_settings(model, steps, shift, text_scale, audio_scale, delta)
         check_audio_fits(audio, model)
@@ -165,7 +165,8 @@ class OmniHumanSampler:
         with torch.inference_mode():
             ref = model.vae.encode(pixels[None, :, None]).float()
             if motion is not None:
-                pinned = model.vae.encode(motion[None]).float()
+                pinned = noise_motion_latents(model.vae.encode(motion[None]).float(), s.motion_noise,
+                                              segment_seed(seed, 0))
             else:
                 pinned = ref if s.first_frame_from_reference else None
             cond = SegmentConditions(1 + (render - 1) // tf, motion_latents=pinned, reference_latent=ref,

@@ -30,8 +30,7 @@ import torch
 
 from ..errors import Cancelled, InputError
 from ..sampling.conditioning import SegmentConditions
-from ..sampling.denoise import make_noise, sample_segment
-from ..sampling.flow import noised
+from ..sampling.denoise import noise_motion_latents, sample_segment
 from .segments import Segment, plan_segments
 from .settings import RenderSettings
 
@@ -428,11 +427,8 @@ class SegmentChainer:
         ref = reference_latent.to(device=device, dtype=torch.float32) if reference_latent is not None else None
         if motion is not None:
             motion = motion.to(device=device, dtype=torch.float32)
-            if s.motion_noise > 0:
-                # Noise augmentation (Recipe.motion_noise): the model was trained on motion latents moved
-                # this far along the flow path; drawn from the segment's seed, so a re-render is the same.
-                g = torch.Generator().manual_seed(segment_seed(seed, seg.index) ^ 0x6D6F74696F6E)
-                motion = noised(motion, make_noise(tuple(motion.shape), generator=g).to(device), float(s.motion_noise))
+            # Drawn from the segment's seed, so a re-render or a resume is the same.
+            motion = noise_motion_latents(motion, s.motion_noise, segment_seed(seed, seg.index))
         cond = SegmentConditions(n_latent, motion_latents=motion, reference_latent=ref,
                                  reference_mode=s.reference_mode, delta=s.delta)
 

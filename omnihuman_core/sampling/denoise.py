@@ -35,6 +35,18 @@ def make_noise(shape, *, generator: torch.Generator | None = None, seed: int | N
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
 
 
+def noise_motion_latents(motion: torch.Tensor, level: float, seed: int) -> torch.Tensor:
+    """Motion latents moved `level` along the flow path on noise drawn from `seed` (noise augmentation of the
+    continuation frames, RenderSettings.motion_noise / Recipe.motion_noise); `level` 0 returns them as they are.
+
+    A model trained on noisy motion latents treats them as a hint to repair rather than frames to copy, so
+    the small errors of its own re-encoded output do not pile up over a long chained render."""
+    if not level:
+        return motion
+    g = torch.Generator().manual_seed(int(seed) ^ 0x6D6F74696F6E)  # not the segment's own noise stream
+    return flow.noised(motion, make_noise(tuple(motion.shape), generator=g).to(motion.device, motion.dtype), float(level))
+
+
 def _batched(name: str, value: torch.Tensor | None, batch: int) -> torch.Tensor | None:
     if value is None or value.shape[0] == batch:
         return value
