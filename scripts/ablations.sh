@@ -28,12 +28,12 @@ RESULTS=${RESULTS:-results/ablations}
 mkdir -p "$WORK" "$RESULTS"
 # The demo recipe's settings (omnihuman_core/train/demo.py), so the full row is that recipe on a smaller budget
 # and the cache of `train demo` (one window per clip) is reused as is.
-read -r PREC LR_BASE LR_S1 LR_S2 FACE < <("$P" -c "
-from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT
+read -r PREC LR_BASE LR_S1 LR_S2 FACE MNOISE < <("$P" -c "
+from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT, MOTION_NOISE
 from omnihuman_core.train.loop import fast_precision
 import torch
-print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT)")
-[ -n "${FACE:-}" ] || { echo "ablations.sh: could not read the demo recipe from omnihuman_core (is $P set up?)" >&2; exit 1; }
+print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT, MOTION_NOISE)")
+[ -n "${MNOISE:-}" ] || { echo "ablations.sh: could not read the demo recipe from omnihuman_core (is $P set up?)" >&2; exit 1; }
 PREC=${PRECISION:-$PREC}
 
 # Budget flags of each stage: minutes, or steps when TRAIN_STEPS is set (a time budget gives a variant fewer
@@ -50,7 +50,7 @@ train() {  # name, extra args for every stage
   local w=$WORK/$name
   [ -f "$w/mmdit.safetensors" ] && return 0
   local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32 --precision "$PREC"
-                --batch-size 8 --windows-per-clip 1 --face-weight "$FACE")
+                --batch-size 8 --windows-per-clip 1 --face-weight "$FACE" --motion-noise "$MNOISE")
   if [ "$name" = no_mm_warmup ]; then
     "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_ALL[@]}" --lr "$LR_BASE" \
       --out "$w/mmdit.safetensors" --work "$w/joint"

@@ -31,6 +31,10 @@ STAGE_LR = {"base": 6e-4, "stage1": 3e-4, "stage2": 2e-4}
 # Face cells weigh this much more in the flow loss (Recipe.face_weight): the mouth is a few latent cells of
 # a 16x16 frame, and lip sync and identity are read there.
 FACE_WEIGHT = 2.0
+# Motion-latent noise augmentation (Recipe.motion_noise) is off: a run with 0.1 (and the base stage cut to a
+# quarter of the MMDiT minutes) moved the hands twice as much but kept the characters less well, and the
+# chained renders of this recipe do not drift (BENCHMARKS.md, "A recipe experiment").
+MOTION_NOISE = 0.0
 STEPS = ("data", "vae", "cache", "base", "stage1", "stage2", "upscaler", "export")
 
 
@@ -176,7 +180,7 @@ class _DemoRun:
             self.finish("vae", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
 
         mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=1,
-                  face_weight=FACE_WEIGHT)
+                  face_weight=FACE_WEIGHT, motion_noise=MOTION_NOISE)
         cache_dir = self.work / "latent_cache"
         if self.wanted("cache") and not self.done("cache"):
             t0 = time.time()

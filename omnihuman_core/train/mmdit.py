@@ -77,6 +77,11 @@ def _fingerprint(path) -> str | None:
     return file_fingerprint(path) if path is not None else None
 
 
+def _without_zero_motion_noise(d: dict) -> dict:
+    """`d` without motion_noise when it is off: checkpoints from before the option resume unchanged."""
+    return {k: v for k, v in d.items() if not (k == "motion_noise" and not v)}
+
+
 def render_defaults(settings: MMDiTSettings, recipe, fps: float, frame_size, temporal_factor: int) -> dict:
     """The RenderSettings this model is sampled with by default (its file's `render_defaults`)."""
     from .cli import DEMO_RENDER_DEFAULTS
@@ -219,7 +224,8 @@ def train_mmdit(
         "model": "mmdit", "stage": stage, "mmdit_config": model_config.to_dict(),
         "text_encoder": text.config.to_dict() if hasattr(text, "config") and hasattr(text.config, "to_dict")
         else str(text_encoder),
-        "recipe": recipe.to_dict(), "settings": asdict(settings), "cache": _cache_fingerprint(cache_dir),
+        "recipe": _without_zero_motion_noise(recipe.to_dict()), "settings": _without_zero_motion_noise(asdict(settings)),
+        "cache": _cache_fingerprint(cache_dir),
         "start": {k: _fingerprint(v) for k, v in start_files.items()},
         "text_encoder_file": _fingerprint(text_encoder) if text_encoder is not None and Path(text_encoder).is_file()
         else None,
