@@ -596,7 +596,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
         gt_frames = np.concatenate([gt_frames, gt_frames[: n_frames - gt_frames.shape[0]]])[:n_frames]
         ref = render_reference(spec, size)
         ref_emb = probes.embed(ref)
-        _log(progress, f"drift: {waveform.size / 16000:.1f} s from {len(pieces)} clips, character of {character.id}")
+        _log(progress, f"drift video {v + 1}/{videos}: {waveform.size / 16000:.1f} s from {len(pieces)} clips, "
+             f"character of {character.id}")
         gt = video_metrics(probes, gt_frames, waveform, fps, ref_emb, spans, windows=windows)
         gt.pop("tracks")
         model_m = None
@@ -617,7 +618,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
     result = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "drift",
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
-        "data": str(data_dir), "split": split, "seconds": seconds, "window": window, "last_window": "repeats_first", "seed": seed,
+        "data": str(data_dir), "split": split, "seconds": seconds, "window": window,
+        "last_window": "repeats_first", "seed": seed,
         "clips_used": used, "character": character.id, "videos": len(runs),
         "per_video": [{"character": r["character"], "clips_used": r["clips_used"],
                        "summary": {"model": drift_summary(r["model"]) if r["model"] else None,
@@ -626,7 +628,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
         "settings": _settings_record(renderer, prompts, reference_mode),
         # Over all the videos: each window's numbers averaged, then the drop between them.
         "summary": {"model": drift_summary(model_mean) if model_mean else None, "gt": drift_summary(gt_mean)},
-        "metrics": {"model": model_m, "gt": gt},  # the first video's in full "targets": TARGETS,
+        "metrics": {"model": model_m, "gt": gt},  # the first video's in full
+        "targets": TARGETS,
         "elapsed_seconds": round(time.monotonic() - t0, 1),
     }
     if out_path is not None:

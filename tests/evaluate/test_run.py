@@ -86,6 +86,7 @@ def test_drift_and_table(world, capsys):
     # The last window repeats the first one's audio and actions, so the ground truth is the same there:
     # whatever differs in the model's video is drift, not which sentences fell in which window.
     assert d["last_window"] == "repeats_first" and d["clips_used"][-1] == d["clips_used"][0]
+    assert d["targets"]["drift"] == 0.1
     assert abs(gt["drift_identity"]) < 0.02 and abs(gt["lip_sync_first"] - gt["lip_sync_last"]) < 0.05
     assert d["summary"]["model"]["drift"] is None or _finite(d["summary"]["model"]["drift"])
     assert len(d["clips_used"]) >= 2  # 41-frame clips: several are joined to make 4 s
