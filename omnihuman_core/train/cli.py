@@ -117,6 +117,11 @@ def add_train_parser(sub) -> None:
     m.add_argument("--motion-noise", type=float, default=0.0,
                    help="noise augmentation of the pinned motion latents: flow time drawn in [0, this] per sample "
                    "(the exported model renders with half of it); 0 = off (default)")
+    m.add_argument("--p-first-frames", type=float, default=0.5,
+                   help="probability a window is conditioned on its first frames (continuation; default 0.5)")
+    m.add_argument("--p-drop-last", type=float, default=0.1,
+                   help="probability a window drops its pseudo last frame (default 0.1); the frames it keeps show the "
+                   "pose, so a higher value makes more windows read the action from the caption")
     m.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model with FSDP (large configs)")
     m.set_defaults(func=_cmd_mmdit)
 
@@ -199,7 +204,8 @@ def _cmd_mmdit(args: argparse.Namespace) -> int:
     settings = MMDiTSettings(
         stage=args.stage, preset=args.preset, text_preset=args.text_preset or args.preset, audio_mode=args.audio_mode,
         reference_mode=args.recipe_reference_mode, frames=args.frames, windows_per_clip=args.windows_per_clip,
-        max_clips=args.max_clips, face_weight=args.face_weight, motion_noise=args.motion_noise)
+        max_clips=args.max_clips, face_weight=args.face_weight, motion_noise=args.motion_noise,
+        p_first_frames=args.p_first_frames, p_drop_last=args.p_drop_last)
     config = _train_config(args, **settings.default_train_config())
     dist = D.setup(args.device)
     try:

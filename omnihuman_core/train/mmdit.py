@@ -44,6 +44,12 @@ class MMDiTSettings:
     split: str = "train"
     face_weight: float = 1.0  # loss weight of face cells (Recipe.face_weight); needs face boxes in the data
     motion_noise: float = 0.0  # noise on the pinned motion latents (Recipe.motion_noise); 0 = off
+    # How often the window is conditioned on its pinned first frames / drops its pseudo last frame
+    # (Recipe.p_first_frames / p_drop_last). Both frames show the window's pose, so every sample that has one
+    # can copy the action from it instead of reading it from the caption; raising p_drop_last makes more
+    # samples depend on the text.
+    p_first_frames: float = 0.5
+    p_drop_last: float = 0.1
 
     def __post_init__(self) -> None:
         if self.stage not in MMDIT_STAGES:
@@ -53,7 +59,8 @@ class MMDiTSettings:
         from .objective import Recipe
 
         return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight),
-                      motion_noise=float(self.motion_noise))
+                      motion_noise=float(self.motion_noise), p_first_frames=float(self.p_first_frames),
+                      p_drop_last=float(self.p_drop_last))
 
     def default_train_config(self) -> dict:
         """Optimiser defaults per stage: from scratch a higher learning rate, fine-tuning a lower one."""
@@ -77,9 +84,14 @@ def _fingerprint(path) -> str | None:
     return file_fingerprint(path) if path is not None else None
 
 
-def _without_zero_motion_noise(d: dict) -> dict:
-    """`d` without motion_noise when it is off: checkpoints from before the option resume unchanged."""
-    return {k: v for k, v in d.items() if not (k == "motion_noise" and not v)}
+# Settings added after the first checkpoints were written, with the value every earlier run trained with.
+_LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1}
+
+
+def _without_later_defaults(d: dict, keys=("motion_noise",)) -> dict:
+    """`d` without the later-added `keys` that hold their old value: checkpoints from before those options
+    resume unchanged."""
+    return {k: v for k, v in d.items() if not (k in keys and v == _LATER_SETTINGS[k])}
 
 
 def render_defaults(settings: MMDiTSettings, recipe, fps: float, frame_size, temporal_factor: int) -> dict:
@@ -224,7 +236,8 @@ def train_mmdit(
         "model": "mmdit", "stage": stage, "mmdit_config": model_config.to_dict(),
         "text_encoder": text.config.to_dict() if hasattr(text, "config") and hasattr(text.config, "to_dict")
         else str(text_encoder),
-        "recipe": _without_zero_motion_noise(recipe.to_dict()), "settings": _without_zero_motion_noise(asdict(settings)),
+        "recipe": _without_later_defaults(recipe.to_dict()),
+        "settings": _without_later_defaults(asdict(settings), tuple(_LATER_SETTINGS)),
         "cache": _cache_fingerprint(cache_dir),
         "start": {k: _fingerprint(v) for k, v in start_files.items()},
         "text_encoder_file": _fingerprint(text_encoder) if text_encoder is not None and Path(text_encoder).is_file()

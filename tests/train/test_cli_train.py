@@ -138,3 +138,18 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
     stamp = (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # everything done: only the export runs again
     assert (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
+                                                                                        capsys):
+    out = tmp_path / "p.safetensors"
+    assert mmdit(["--out", str(out), "--p-drop-last", "0.5", "--p-first-frames", "0.25"], dataset, vae_file, tmp_path,
+                 "base") == 0
+    recipe = json.loads(read_metadata(out)["recipe"])
+    assert recipe["p_drop_last"] == 0.5 and recipe["p_first_frames"] == 0.25
+    # Resuming that run with the old default is refused, naming the setting.
+    assert mmdit(["--out", str(out), "--steps", "3"], dataset, vae_file, tmp_path, "base") == 2
+    assert "p_drop_last: checkpoint 0.5, now 0.1" in capsys.readouterr().err
+    assert mmdit(["--out", str(out), "--p-drop-last", "1.5"], dataset, vae_file, tmp_path / "bad", "base") == 2
+    assert "p_drop_last must be a probability" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "cache").exists()  # refused before encoding anything
