@@ -70,6 +70,10 @@ def add_evaluate_parser(subparsers) -> None:
     p = sub.add_parser("run", help="render held-out clips with a model and measure them against the ground truth")
     _model_args(p)
     p.add_argument("--clips", type=int, help="evaluate the first N clips of the split (default: all)")
+    p.add_argument("--reference-source", choices=("neutral", "action_frame"), default="neutral",
+                   help="the image the model renders from: neutral (default, the benchmark: the character's idle "
+                   "reference) or action_frame (diagnostic: the clip's ground-truth frame mid-action; tells whether "
+                   "a model takes the action from the frame rather than the prompt)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("drift", help="long videos from concatenated held-out audios: first vs last window")
@@ -138,7 +142,7 @@ def _cmd_run(args) -> int:
     from .run import run_benchmark
 
     result = run_benchmark(args.data, clips=args.clips, vae=args.vae if args.mmdit is None else None,
-                           **_common(args))
+                           reference_source=args.reference_source, **_common(args))
     print(json.dumps(result["summary"], indent=1))
     for k, v in result["unavailable"].items():
         print(f"note ({k}): {v}", file=sys.stderr)

@@ -10,8 +10,8 @@ import pytest
 from omnihuman_core.cli import main
 from omnihuman_core.errors import InputError
 from omnihuman_core.evaluate.probes import probes_path_default
-from omnihuman_core.evaluate.run import (GENERIC_PROMPT, ModelFiles, clip_schedule, dataset_split, results_table,
-                                         run_benchmark, run_drift)
+from omnihuman_core.evaluate.run import (GENERIC_PROMPT, ModelFiles, action_frame_index, clip_schedule,
+                                         dataset_split, results_table, run_benchmark, run_drift)
 from omnihuman_core.schedule import Schedule
 from omnihuman_core.synth.dataset import write_dataset
 from omnihuman_core.weights import load_safetensors, save_safetensors
@@ -74,6 +74,53 @@ def test_generic_prompts_and_reference_mode(world):
     assert r["settings"]["reference_mode"] == "none" and r["settings"]["prompts"] == "generic"
     # The targets of text adherence stay the schedule's actions, whatever the model was told.
     assert r["clips"][0]["model"]["action_total"] == r["clips"][0]["gt"]["action_total"]
+
+
+def test_action_frame_index_is_the_middle_of_the_longest_non_idle_run(tmp_path):
+    import types
+
+    import numpy as np
+
+    from omnihuman_core.synth.vocab import ACTIONS
+
+    idle, wave, nod = ACTIONS.index("idle"), ACTIONS.index("wave_left"), ACTIONS.index("nod")
+    clip = types.SimpleNamespace(dir=tmp_path)
+    # idle 0-9, wave 10-13, idle 14-19 (a longer idle run must not win), nod 20-29
+    np.savez(tmp_path / "labels.npz", action=np.array([idle] * 10 + [wave] * 4 + [idle] * 16 + [nod] * 10))
+    assert action_frame_index(clip) == 34
+    np.savez(tmp_path / "labels.npz", action=np.array([idle] * 10))
+    assert action_frame_index(clip) is None  # idle throughout: the neutral reference stays
+    (tmp_path / "labels.npz").unlink()
+    with pytest.raises(InputError, match="--reference-source neutral"):
+        action_frame_index(clip)
+
+
+def test_reference_source_action_frame_renders_from_the_clip_frame(world):
+    r = run_benchmark(world / "data", clips=2, probes_path=PROBES, model=_model(world),
+                      reference_source="action_frame", progress=None)
+    assert r["settings"]["reference_source"] == "action_frame"
+    for row, clip in zip(r["clips"], dataset_split(world / "data", "test", 2)):
+        k = action_frame_index(clip)
+        assert row.get("reference_frame") == k
+    assert any("reference_frame" in row for row in r["clips"])
+    neutral = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), progress=None)
+    assert neutral["settings"]["reference_source"] == "neutral" and "reference_frame" not in neutral["clips"][0]
+
+
+def test_reference_source_action_frame_needs_labels_before_rendering(world, capsys):
+    real = world / "real_oracle"
+    shutil.copytree(world / "data", real)
+    for p in real.glob("*/*/labels.npz"):
+        p.unlink()
+    argv = ["evaluate", "run", "--data", str(real), "--probes", str(PROBES), "--out", str(world / "bad.json"),
+            "--mmdit", str(world / "m.safetensors"), "--vae", str(world / "v.safetensors"),
+            "--text-encoder", str(world / "t.safetensors"), "--reference-source", "action_frame",
+            "--work-dir", str(world / "bad_oracle")]
+    assert main(argv) == 2
+    assert "labels.npz" in capsys.readouterr().err
+    assert not (world / "bad.json").exists() and not (world / "bad_oracle").exists()
+    with pytest.raises(InputError, match="pass --mmdit too"):
+        run_benchmark(world / "data", clips=1, probes_path=PROBES, reference_source="action_frame", progress=None)
 
 
 def test_drift_and_table(world, capsys):
