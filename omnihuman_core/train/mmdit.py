@@ -88,6 +88,32 @@ def _fingerprint(path) -> str | None:
 _LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1}
 
 
+# Metadata an exported MMDiT copies from each file it started from, so that a fine-tuned file still says how
+# the weights under it were made (the files it started from are usually not shipped next to it).
+_LINEAGE_KEYS = ("training_command", "training", "demo", "stage", "started_from")
+
+
+def started_from_record(start_files: dict) -> str:
+    """JSON for the exported file's `started_from` metadata: per starting role (init / base / stage1), the
+    file's name and fingerprint and its own training record, nested back to the first scratch run."""
+    import json
+
+    from ..weights import read_metadata
+
+    record = {}
+    for role, path in start_files.items():
+        meta = read_metadata(path)
+        entry = {"file": Path(path).name, "fingerprint": _fingerprint(path)}
+        for key in _LINEAGE_KEYS:
+            if key in meta:
+                try:
+                    entry[key] = json.loads(meta[key])
+                except ValueError:  # plain strings (the training command)
+                    entry[key] = meta[key]
+        record[role] = entry
+    return json.dumps(record, sort_keys=True)
+
+
 def _without_later_defaults(d: dict, keys=("motion_noise",)) -> dict:
     """`d` without the later-added `keys` that hold their old value: checkpoints from before those options
     resume unchanged."""
@@ -259,6 +285,8 @@ def train_mmdit(
     meta = {"stage": stage, "recipe": recipe.to_dict(), "train_settings": asdict(settings),
             "train_config": config.to_dict(),
             "render_defaults": render_defaults(settings, recipe, fps, frame_size, temporal_factor), **(extra or {})}
+    if start_files:
+        meta["started_from"] = started_from_record(start_files)
     written = [trainer.export(out_path, "mmdit", "mmdit", model_config.to_dict(), extra=meta, dtype=export_dtype)]
     if train_text:
         text_path = Path(text_out) if text_out is not None else out_path.with_name(TEXT_ENCODER_FILE)

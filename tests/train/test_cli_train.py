@@ -79,6 +79,13 @@ def test_stage_chain_base_stage1_stage2(dataset, vae_file, tmp_path):
     settings = RenderSettings.for_model(stage2)
     assert settings.segment_frames == 9 and settings.reference_mode == "pseudo_last_frame"
     assert json.loads(meta["training"])["steps"] == 2 and "--stage stage2" in meta["training_command"]
+    # The file says what it was made from, back to the scratch base (which records no start of its own).
+    lineage = json.loads(meta["started_from"])
+    assert set(lineage) == {"base", "stage1"}
+    assert "--stage base" in lineage["base"]["training_command"] and "started_from" not in lineage["base"]
+    assert lineage["stage1"]["file"] == "stage1.safetensors" and lineage["stage1"]["training"]["steps"] == 2
+    assert "--stage base" in lineage["stage1"]["started_from"]["init"]["training_command"]
+    assert "started_from" not in read_metadata(base)
     # Stage 1 and 2 froze the text encoder: no new text encoder file was written over the base's.
     assert torch.equal(load_safetensors(text, "text_encoder")[0]["token_embedding.weight"],
                        text_state["token_embedding.weight"])
