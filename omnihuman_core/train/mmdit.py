@@ -13,6 +13,7 @@ The objective (train/objective.py) is helper OBJECTIVE's; this module wires it t
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,11 +94,9 @@ _LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.
 _LINEAGE_KEYS = ("training_command", "training", "demo", "stage", "started_from")
 
 
-def started_from_record(start_files: dict) -> str:
-    """JSON for the exported file's `started_from` metadata: per starting role (init / base / stage1), the
-    file's name and fingerprint and its own training record, nested back to the first scratch run."""
-    import json
-
+def started_from_record(start_files: dict) -> dict:
+    """The exported file's `started_from` metadata: per starting role (init / base / stage1), the file's name
+    and fingerprint and its own training record, nested back to the first scratch run."""
     from ..weights import read_metadata
 
     record = {}
@@ -111,7 +110,7 @@ def started_from_record(start_files: dict) -> str:
                 except ValueError:  # plain strings (the training command)
                     entry[key] = meta[key]
         record[role] = entry
-    return json.dumps(record, sort_keys=True)
+    return record
 
 
 def _without_later_defaults(d: dict, keys=("motion_noise",)) -> dict:
@@ -190,6 +189,9 @@ def train_mmdit(
     if text_encoder is not None and not (Path(text_encoder).exists() or str(text_encoder).startswith("builtin:")):
         raise InputError(f"--text-encoder {text_encoder} does not exist")
 
+    # Read now, not at export: the starting files may be moved or replaced during a run of hours.
+    started_from = started_from_record(start_files)
+
     vae_module, _ = load_vae(vae_path, device=dist.device)
     temporal_factor = int(vae_module.temporal_factor)
     if start_files:
@@ -265,7 +267,7 @@ def train_mmdit(
         "recipe": _without_later_defaults(recipe.to_dict()),
         "settings": _without_later_defaults(asdict(settings), tuple(_LATER_SETTINGS)),
         "cache": _cache_fingerprint(cache_dir),
-        "start": {k: _fingerprint(v) for k, v in start_files.items()},
+        "start": {k: v["fingerprint"] for k, v in started_from.items()},
         "text_encoder_file": _fingerprint(text_encoder) if text_encoder is not None and Path(text_encoder).is_file()
         else None,
         "world": dist.world, "fsdp": bool(fsdp),
@@ -285,8 +287,8 @@ def train_mmdit(
     meta = {"stage": stage, "recipe": recipe.to_dict(), "train_settings": asdict(settings),
             "train_config": config.to_dict(),
             "render_defaults": render_defaults(settings, recipe, fps, frame_size, temporal_factor), **(extra or {})}
-    if start_files:
-        meta["started_from"] = started_from_record(start_files)
+    if started_from:
+        meta["started_from"] = json.dumps(started_from, sort_keys=True)
     written = [trainer.export(out_path, "mmdit", "mmdit", model_config.to_dict(), extra=meta, dtype=export_dtype)]
     if train_text:
         text_path = Path(text_out) if text_out is not None else out_path.with_name(TEXT_ENCODER_FILE)
@@ -299,8 +301,6 @@ def train_mmdit(
 
 
 def _manifest(cache_dir) -> dict:
-    import json
-
     return json.loads((Path(cache_dir) / "manifest.json").read_text(encoding="utf-8"))
 
 
