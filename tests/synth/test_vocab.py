@@ -60,3 +60,24 @@ def test_generated_captions_round_trip():
         assert p.actions == script.actions, caption
         assert (p.emotion, p.camera, p.speaking) == (script.emotion, script.camera, speaking), caption
         assert p.action_ids() == [ACTIONS.index(a) for a in script.actions]
+
+
+def test_script_actions_are_back_to_back_bouts_of_their_stated_length():
+    from omnihuman_core.synth.world import ACTION_SECONDS
+
+    fps = 24.0
+    lo, hi = (round(s * fps) for s in ACTION_SECONDS)
+    counts = []
+    for i in range(200):
+        script = sample_script(np.random.default_rng(i), 121, speaking=bool(i % 2), fps=fps)
+        segs = script.segments
+        assert segs[0].start == 0 and segs[-1].end == 121
+        assert all(a.end == b.start for a, b in zip(segs, segs[1:])), "gaps or overlaps"
+        assert all(a.action != b.action for a, b in zip(segs, segs[1:])), "an action repeated back to back"
+        for s in segs[:-1]:
+            assert lo <= s.end - s.start <= hi
+        # The last one takes what is left: at least 60 % of the minimum, at most the maximum plus that.
+        assert 0.6 * lo <= segs[-1].end - segs[-1].start < hi + 0.6 * lo
+        counts.append(len(segs))
+    # A 5 s clip holds 2-4 actions, so most training windows see their pseudo last frame in another action.
+    assert set(counts) <= {2, 3, 4} and 2.5 < np.mean(counts) < 3.5
