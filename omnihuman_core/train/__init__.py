@@ -1,7 +1,7 @@
 """Training: dataset scanning and caches (data), the generic loop (loop), torchrun (distributed), the VAE
-(vae), the MMDiT objective and warm-up stages (objective, stages), the MMDiT stage runs (mmdit), the
-upscaler (upscaler), and the one command that rebuilds the demo models (demo). docs/TRAINING.md walks
-through them.
+(vae), the built-in text encoder's pretraining (text), the MMDiT objective and warm-up stages (objective,
+stages), the MMDiT stage runs (mmdit), the upscaler (upscaler), and the one command that rebuilds the demo
+models (demo). docs/TRAINING.md walks through them.
 
 Importing this package is cheap (the CLI registers `train` from it); the submodules import torch.
 """
@@ -11,6 +11,7 @@ _EXPORTS = {
     "ClipInfo": ".data", "scan_dataset": ".data", "VideoWindows": ".data", "build_latent_cache": ".data",
     "LatentCache": ".data", "LatentBatches": ".data",
     "VAESettings": ".vae", "vae_loss": ".vae", "train_vae": ".vae",
+    "TextSettings": ".text", "train_text_encoder": ".text", "text_feature_spread": ".text",
     "MMDiTSettings": ".mmdit", "train_mmdit": ".mmdit",
     "train_upscaler": ".upscaler", "train_demo": ".demo",
 }
