@@ -2,8 +2,10 @@
 the generic Trainer with the flow-matching objective -> EMA export with the render settings it was made for.
 
 Stages (train/stages.py, METHOD section 7, the paper's MM-branch warm-up):
-  base    text+video model from scratch; the built-in text encoder is trained jointly with it (it has no
-          pretrained weights) and exported separately (kind "text_encoder"); the audio branch is unused.
+  base    text+video model from scratch; the audio branch is unused. With `--text-encoder` (pretrained by
+          `train text`) the encoder is frozen, as the paper freezes its pretrained one, and no copy is
+          written (the MMDiT's metadata names the file and its fingerprint); without, a built-in encoder is
+          built from scratch, trained jointly and exported separately (kind "text_encoder").
   stage1  starts from the base (`--init`); all MMDiT branches train, the text encoder is frozen.
   stage2  `stages.build_stage2(base, stage1)`: text/video/shared weights of the base, audio branch of
           stage 1; every MMDiT parameter fine-tunes, the text encoder stays frozen.
@@ -158,7 +160,6 @@ def train_mmdit(
     from ..audio import MelEncoder
     from ..model import MMDiT, MMDiTConfig
     from ..text import BuiltinTextEncoder, load_text_encoder
-    from ..text.builtin import BuiltinTextConfig
     from ..weights import load_into, load_safetensors
     from .data import LatentBatches, build_latent_cache, load_vae
     from .objective import flow_matching_loss
@@ -182,15 +183,23 @@ def train_mmdit(
     elif init is not None:
         start_files["init"] = _need_file(init, "--init", "weights to continue from")
     if text_encoder is None and stage in ("stage1", "stage2"):
-        text_encoder = next(iter(start_files.values())).with_name(TEXT_ENCODER_FILE)
-        if not text_encoder.is_file():
-            raise InputError(f"{stage} keeps the base stage's text encoder frozen: pass --text-encoder (looked for "
-                             f"{text_encoder} next to the starting weights)")
+        text_encoder = _base_text_encoder(next(iter(start_files.values())), stage)
     if text_encoder is not None and not (Path(text_encoder).exists() or str(text_encoder).startswith("builtin:")):
         raise InputError(f"--text-encoder {text_encoder} does not exist")
+    # A given encoder is pretrained (or an earlier base's): frozen in every stage. Only one this run builds
+    # from scratch trains, in base / joint.
+    pretrained_text = text_encoder is not None
+    if text_out is not None and (pretrained_text or stage not in ("base", "joint")):
+        raise InputError(f"--text-out: this {stage} run trains no text encoder (a given --text-encoder stays frozen, "
+                         "and only base / joint train one built from scratch); drop --text-out")
 
     # Read now, not at export: the starting files may be moved or replaced during a run of hours.
     started_from = started_from_record(start_files)
+
+    if text_encoder is None:
+        text = BuiltinTextEncoder.from_config(settings.text_preset, device=dist.device, seed=config.seed)
+    else:
+        text = load_text_encoder(text_encoder, device=dist.device)
 
     vae_module, _ = load_vae(vae_path, device=dist.device)
     temporal_factor = int(vae_module.temporal_factor)
@@ -203,11 +212,8 @@ def train_mmdit(
                              f"{settings.audio_mode!r}: train a base with --audio-mode {settings.audio_mode}")
     else:
         mel_dim = MelEncoder().dim
-        text_dim = BuiltinTextConfig.preset(settings.text_preset).dim if text_encoder is None else None
         overrides = {"audio_mode": settings.audio_mode or "branch", "latent_channels": vae_module.latent_channels,
-                     "audio_dim": mel_dim * settings.audio_window}
-        if text_dim is not None:
-            overrides["text_dim"] = text_dim
+                     "audio_dim": mel_dim * settings.audio_window, "text_dim": int(text.dim)}
         model_config = MMDiTConfig.preset(settings.preset, **overrides)
     if model_config.latent_channels != vae_module.latent_channels:
         raise InputError(f"the MMDiT has {model_config.latent_channels} latent channels, the VAE "
@@ -238,18 +244,14 @@ def train_mmdit(
     elif "init" in start_files:
         state, _ = load_safetensors(start_files["init"], "mmdit")
         load_into(model, state, start_files["init"])
-    if text_encoder is None:
-        text = BuiltinTextEncoder.from_config(settings.text_preset, device=dist.device, seed=config.seed)
-    else:
-        text = load_text_encoder(text_encoder, device=dist.device)
     if getattr(text, "dim", None) != model_config.text_dim:
         raise InputError(f"the text encoder gives {text.dim}-dim features, the MMDiT expects "
                          f"{model_config.text_dim}: use the text encoder of the base stage")
-    params = trainable_parameters(model, text, stage)
-    train_text = trains_text_encoder(text, stage)
+    params = trainable_parameters(model, text, stage, pretrained_text=pretrained_text)
+    train_text = trains_text_encoder(text, stage, pretrained=pretrained_text)
     net = D.wrap(model, dist, fsdp=fsdp)
     if net is model and D.is_fsdp(model):
-        params = trainable_parameters(model, text, stage)  # FSDP swapped in sharded parameters
+        params = trainable_parameters(model, text, stage, pretrained_text=pretrained_text)  # FSDP: sharded parameters
     modules = {"mmdit": net}
     if train_text:
         modules["text_encoder"] = text  # outside DDP: the Trainer averages its gradients
@@ -289,6 +291,10 @@ def train_mmdit(
             "render_defaults": render_defaults(settings, recipe, fps, frame_size, temporal_factor), **(extra or {})}
     if started_from:
         meta["started_from"] = json.dumps(started_from, sort_keys=True)
+    if text_encoder is not None and Path(text_encoder).is_file():
+        # The frozen encoder is not copied: the file says which one it needs (stage 1 / 2 find it by this).
+        meta["text_encoder"] = json.dumps({"file": str(Path(text_encoder).resolve()),
+                                           "fingerprint": run_info["text_encoder_file"], "frozen": True}, sort_keys=True)
     written = [trainer.export(out_path, "mmdit", "mmdit", model_config.to_dict(), extra=meta, dtype=export_dtype)]
     if train_text:
         text_path = Path(text_out) if text_out is not None else out_path.with_name(TEXT_ENCODER_FILE)
@@ -298,6 +304,23 @@ def train_mmdit(
     if dist.is_main:
         say("wrote " + ", ".join(str(p) for p in written))
     return result, written if dist.is_main else []
+
+
+def _base_text_encoder(start: Path, stage: str) -> Path:
+    """The text encoder a stage 1 / 2 run keeps frozen when none is given: the one the starting MMDiT names
+    in its metadata (if that file is still there, unchanged), else text_encoder.safetensors next to it."""
+    from ..weights import read_metadata
+
+    recorded = json.loads(read_metadata(start).get("text_encoder", "{}"))
+    path = Path(recorded["file"]) if recorded.get("file") else None
+    if path is not None and path.is_file() and _fingerprint(path) == recorded.get("fingerprint"):
+        return path
+    beside = start.with_name(TEXT_ENCODER_FILE)
+    if beside.is_file():
+        return beside
+    named = f"; {start.name} was trained with {path}, which is gone or changed" if path is not None else ""
+    raise InputError(f"{stage} keeps the base stage's text encoder frozen: pass --text-encoder (looked for "
+                     f"{beside} next to the starting weights{named})")
 
 
 def _manifest(cache_dir) -> dict:

@@ -4,16 +4,19 @@ Training the three-branch model jointly from the start lets it lean on the tempo
 wash out the text; freezing the text/video branches makes the audio branch learn lighting and camera
 motion. The paper's answer, in stages:
 
-    base    the text+video model: MMDiT video, text and shared weights plus the built-in text encoder
-            (trained from scratch with it); no audio tokens, the audio branch frozen and unused.
+    base    the text+video model: MMDiT video, text and shared weights (plus the built-in text encoder
+            when the run builds it from scratch); no audio tokens, the audio branch frozen and unused.
     stage1  starts from the base; all MMDiT branches train jointly, so the audio branch specialises in
             what only audio explains (lip sync, speech mannerisms). Text encoder frozen.
     stage2  the model rebuilt by `build_stage2`: text, video and shared weights from the BASE, the audio
             branch from stage 1; then every MMDiT parameter is fine-tuned. Text encoder frozen.
-    joint   the "without MM warm-up" ablation: everything (MMDiT and built-in text encoder) trained
-            together from scratch in one stage.
+    joint   the "without MM warm-up" ablation: every MMDiT branch (and a from-scratch built-in text
+            encoder) trained together from scratch in one stage.
 
-A pretrained text encoder (`TransformersTextEncoder`) stays frozen in every stage, as in the paper.
+A pretrained text encoder stays frozen in every stage, as in the paper: a `TransformersTextEncoder`, and
+a built-in one given as a file (pretrained by `train text`, or an earlier base's). A built-in encoder
+trained jointly with the MMDiT from scratch collapses (docs/TRAINING.md, "Text encoder"); that path is
+kept for runs without a pretrained file.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ STAGE_BRANCHES = {
     "stage2": BRANCHES,
     "joint": BRANCHES,
 }
-# Stages in which the built-in text encoder learns (it has no pretrained weights).
+# Stages in which a built-in text encoder the run builds from scratch learns with the MMDiT.
 TEXT_ENCODER_STAGES = ("base", "joint")
 
 # Stage schedules as fractions of one run's MMDiT steps. The paper spends 3 days on the audio warm-up
@@ -82,14 +85,17 @@ def split_steps(schedule, total_steps: int) -> list[tuple[str, int]]:
     return [(stage, n) for (stage, _), n in zip(schedule, steps)]
 
 
-def trains_text_encoder(text_encoder: nn.Module | None, stage: str) -> bool:
-    """Whether `stage` trains this text encoder: only the pack's built-in one, in base and joint."""
-    return check_stage(stage) in TEXT_ENCODER_STAGES and isinstance(unwrap(text_encoder), BuiltinTextEncoder)
+def trains_text_encoder(text_encoder: nn.Module | None, stage: str, *, pretrained: bool = False) -> bool:
+    """Whether `stage` trains this text encoder: only a built-in one built from scratch by this run
+    (`pretrained` False), in base and joint. A pretrained (given) encoder is frozen in every stage."""
+    return (check_stage(stage) in TEXT_ENCODER_STAGES and not pretrained
+            and isinstance(unwrap(text_encoder), BuiltinTextEncoder))
 
 
-def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage: str) -> list[nn.Parameter]:
-    """The parameters `stage` trains (MMDiT first, then the text encoder's). Sets `requires_grad` on
-    every parameter of both modules accordingly, so frozen ones build no autograd graph."""
+def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage: str, *,
+                         pretrained_text: bool = False) -> list[nn.Parameter]:
+    """The parameters `stage` trains (MMDiT first, then the text encoder's, unless it is `pretrained_text`).
+    Sets `requires_grad` on every parameter of both modules accordingly, so frozen ones build no autograd graph."""
     check_stage(stage)
     branches = STAGE_BRANCHES[stage]
     params = []
@@ -103,7 +109,7 @@ def trainable_parameters(model: nn.Module, text_encoder: nn.Module | None, stage
         if train:
             params.append(p)
     if text_encoder is not None:
-        train_text = trains_text_encoder(text_encoder, stage)
+        train_text = trains_text_encoder(text_encoder, stage, pretrained=pretrained_text)
         for p in unwrap(text_encoder).parameters():
             p.requires_grad_(train_text)
             if train_text:

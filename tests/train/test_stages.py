@@ -97,6 +97,23 @@ def test_pretrained_text_encoder_is_never_trained():
     assert trains_text_encoder(tiny_text(), "base") and not trains_text_encoder(tiny_text(), "stage2")
 
 
+def test_a_given_builtin_text_encoder_is_frozen_in_every_stage():
+    """Only a built-in encoder the run builds from scratch trains (base / joint); a pretrained file is frozen,
+    as the paper freezes its pretrained text encoder."""
+    for stage in STAGES:
+        model, text = tiny(), tiny_text()
+        assert not trains_text_encoder(text, stage, pretrained=True)
+        params = trainable_parameters(model, text, stage, pretrained_text=True)
+        assert len(params) == len([p for p in model.parameters() if p.requires_grad])
+        assert not any(p.requires_grad for p in text.parameters())
+    model, text = tiny(), tiny_text()
+    trainable_parameters(model, text, "base", pretrained_text=True)
+    loss, _ = flow_matching_loss(model, text, batch(), Recipe(p_drop_text=0.0), "base", torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(p.grad is None for p in text.parameters())
+    assert sum(p.grad.abs().sum() for p in model.branch_parameters("text") if p.grad is not None) > 0
+
+
 def test_unknown_stage_and_non_mmdit():
     with pytest.raises(InputError, match="stage"):
         trainable_parameters(tiny(), tiny_text(), "stage3")
