@@ -9,7 +9,11 @@
 #   MINUTES=20 CLIPS=20 bash scripts/ablations.sh
 #   TRAIN_STEPS=750 bash scripts/ablations.sh   # equal optimiser steps instead of minutes (fair on a shared machine)
 #
-# Needs: the synthetic dataset (DATA), a trained VAE (VAE); each variant's text encoder comes from its base stage.
+# Needs: the synthetic dataset (DATA), a trained VAE (VAE) and a pretrained text encoder (TEXT_ENCODER, `train text`
+# or the text step of `train demo`), which every variant keeps frozen: the rows then differ only in what the
+# table compares (a text encoder trained jointly with each variant would differ between rows, and it collapses;
+# docs/TRAINING.md, "Text encoder"). Variants an earlier version of this script trained carry their own encoder:
+# delete WORK to retrain them.
 # The latent cache of `train demo` is reused when CACHE points at it and VAE is the file that built it: the
 # float32 <work>/vae/vae.safetensors of that run (models/demo/vae.safetensors is a half-precision export, other
 # weights to the cache, which would then be rebuilt).
@@ -18,6 +22,7 @@ cd "$(dirname "$0")/.."
 P=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-data/synth}
 VAE=${VAE:-models/demo/vae.safetensors}
+TEXT_ENCODER=${TEXT_ENCODER:-runs/demo/text/text_encoder.safetensors}
 WORK=${WORK:-runs/ablations}
 CACHE=${CACHE:-$WORK/latent_cache}
 MINUTES=${MINUTES:-8}         # MMDiT training minutes per variant (all stages together)
@@ -26,6 +31,9 @@ CLIPS=${CLIPS:-12}            # held-out clips rendered per row
 STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
 RESULTS=${RESULTS:-results/ablations}
 mkdir -p "$WORK" "$RESULTS"
+[ -f "$TEXT_ENCODER" ] || { echo "ablations.sh: no text encoder at $TEXT_ENCODER; pretrain one with
+  $P -m omnihuman_core train text --data $DATA --out $TEXT_ENCODER --work runs/demo/text/run --minutes 3
+or set TEXT_ENCODER" >&2; exit 1; }
 # The demo recipe's settings (omnihuman_core/train/demo.py), so the full row is that recipe on a smaller budget
 # and the cache of `train demo` (one window per clip) is reused as is.
 read -r PREC LR_BASE LR_S1 LR_S2 FACE MNOISE < <("$P" -c "
@@ -49,8 +57,8 @@ train() {  # name, extra args for every stage
   local name=$1; shift
   local w=$WORK/$name
   [ -f "$w/mmdit.safetensors" ] && return 0
-  local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --export-dtype float32 --precision "$PREC"
-                --batch-size 8 --windows-per-clip 1 --face-weight "$FACE" --motion-noise "$MNOISE")
+  local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --text-encoder "$TEXT_ENCODER" --export-dtype float32
+                --precision "$PREC" --batch-size 8 --windows-per-clip 1 --face-weight "$FACE" --motion-noise "$MNOISE")
   if [ "$name" = no_mm_warmup ]; then
     "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_ALL[@]}" --lr "$LR_BASE" \
       --out "$w/mmdit.safetensors" --work "$w/joint"
@@ -68,7 +76,7 @@ evaluate() {  # label, model name, extra evaluate args
   local label=$1 name=$2; shift 2
   [ -f "$RESULTS/$label.json" ] && return 0
   "$P" -m omnihuman_core evaluate run --data "$DATA" --split test --clips "$CLIPS" ${STEPS:+--steps "$STEPS"} \
-    --mmdit "$WORK/$name/mmdit.safetensors" --vae "$VAE" --text-encoder "$WORK/$name/text_encoder.safetensors" \
+    --mmdit "$WORK/$name/mmdit.safetensors" --vae "$VAE" --text-encoder "$TEXT_ENCODER" \
     --label "$label" --out "$RESULTS/$label.json" "$@"
 }
 

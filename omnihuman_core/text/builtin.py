@@ -4,7 +4,8 @@ Two tokenizers, both without a vocabulary file: `words` (the default) hashes eac
 punctuation mark into one of `vocab_buckets` ids (the hashing trick), so a caption is ~30 tokens and a
 word's meaning is one embedding to learn; `bytes` takes the UTF-8 bytes (~5x more tokens, and word
 meaning must be assembled from letters, which a small model trained for minutes does poorly).
-Meant for the demo model (trained jointly with it) and tests. Deterministic: a fixed-seed init and
+Meant for the demo model and tests: pretrained on a dataset's captions by masked-word prediction
+(train/text.py) and then frozen, or, without a pretrained file, trained jointly with the MMDiT. Deterministic: a fixed-seed init and
 no dropout by default, and padding-masked attention so a prompt's features do not depend on what
 else is in the batch.
 """

@@ -1,4 +1,4 @@
-"""`python -m omnihuman_core train {vae,mmdit,demo} ...` (argparse only at import; torch loads when a command runs).
+"""`python -m omnihuman_core train {vae,text,mmdit,upscaler,demo} ...` (argparse only at import; torch loads when a command runs).
 
 Every command resumes from its --work folder: rerun the same command after a crash, Ctrl-C or a
 --max-minutes pause and it continues where it stopped. Under torchrun the same commands train on several
@@ -86,6 +86,17 @@ def add_train_parser(sub) -> None:
                    "(labels.npz face_box; the mouth is small and moves), 0..1 (default 0)")
     v.set_defaults(func=_cmd_vae)
 
+    t = tsub.add_parser("text", help="pretrain the built-in text encoder on the dataset's captions (masked-word "
+                        "prediction); the MMDiT stages then keep it frozen (--text-encoder)")
+    _common_args(t)
+    _budget_args(t)
+    t.add_argument("--init", type=Path, help="continue from this built-in text encoder file instead of a fresh init")
+    t.add_argument("--mask-fraction", type=float, default=0.15, help="share of each caption's words predicted "
+                   "(at least one; default 0.15)")
+    t.add_argument("--replace-fraction", type=float, default=0.8, help="share of those replaced by a random word of "
+                   "the batch, the rest kept (default 0.8)")
+    t.set_defaults(func=_cmd_text)
+
     m = tsub.add_parser("mmdit", help="train one MMDiT stage: base (text+video), stage1 (all branches), stage2 (merged)")
     _common_args(m)
     _budget_args(m)
@@ -96,11 +107,13 @@ def add_train_parser(sub) -> None:
     m.add_argument("--init", type=Path, help="stage1: the base MMDiT to start from")
     m.add_argument("--base", type=Path, help="stage2: the base MMDiT (text, video and shared branches)")
     m.add_argument("--stage1", type=Path, help="stage2: the stage-1 MMDiT (its audio branch)")
-    m.add_argument("--text-encoder", type=Path, help="stage1/stage2: the base stage's text encoder "
-                   "(default: text_encoder.safetensors next to --init / --base)")
-    m.add_argument("--text-out", type=Path, help="base / joint: where to write the jointly trained text encoder "
-                   "(default: text_encoder.safetensors next to --out)")
-    m.add_argument("--text-preset", default=None, help="base: built-in text encoder preset (default: --preset)")
+    m.add_argument("--text-encoder", type=Path, help="a pretrained text encoder (`train text`), kept frozen in every "
+                   "stage; without it base / joint train a built-in one from scratch and stage1 / stage2 take the "
+                   "base's (the file its metadata names, else text_encoder.safetensors next to --init / --base)")
+    m.add_argument("--text-out", type=Path, help="base / joint without --text-encoder: where to write the jointly "
+                   "trained text encoder (default: text_encoder.safetensors next to --out)")
+    m.add_argument("--text-preset", default=None, help="base / joint without --text-encoder: built-in text encoder "
+                   "preset (default: --preset)")
     m.add_argument("--audio-mode", choices=("branch", "cross_attention"),
                    help="audio fusion: the paper's branch (default), or the cross-attention ablation; stage1/2 "
                    "inherit the base's")
@@ -152,7 +165,7 @@ def add_train_parser(sub) -> None:
     d.add_argument("--device", help="cpu, cuda, ...")
     d.add_argument("--precision", default="auto", help="auto (bfloat16 where the hardware has it, else float32), "
                    "float32 or bfloat16; a resumed run keeps the one it started with")
-    d.add_argument("--only", nargs="+", help="run only these steps (data vae cache base stage1 stage2 "
+    d.add_argument("--only", nargs="+", help="run only these steps (data vae cache text base stage1 stage2 "
                    "upscaler export)")
     d.set_defaults(func=_cmd_demo)
 
@@ -192,6 +205,24 @@ def _cmd_vae(args: argparse.Namespace) -> int:
         result, written = train_vae(args.data, args.out, args.work, settings, config, max_minutes=args.max_minutes,
                                     dist=dist, export_dtype=_dtype(args.export_dtype),
                                     extra={"training_command": command_line(args)})
+    finally:
+        D.cleanup(dist)
+    return _finish(result, written)
+
+
+def _cmd_text(args: argparse.Namespace) -> int:
+    from . import distributed as D
+    from .text import TextSettings, train_text_encoder
+
+    config = _train_config(args, lr=1e-3, warmup=50, batch_size=64, weight_decay=0.01, ema_decay=0.995)
+    settings = TextSettings(preset=args.preset, mask_fraction=args.mask_fraction,
+                            replace_fraction=args.replace_fraction)
+    dist = D.setup(args.device)
+    try:
+        result, written = train_text_encoder(args.data, args.out, args.work, settings, config, init=args.init,
+                                             max_minutes=args.max_minutes, dist=dist,
+                                             export_dtype=_dtype(args.export_dtype),
+                                             extra={"training_command": command_line(args)})
     finally:
         D.cleanup(dist)
     return _finish(result, written)

@@ -1,7 +1,8 @@
 """`train demo`: every shipped demo model in one command, within a time budget.
 
-dataset (synth, made if missing) -> VAE -> latent cache -> base (text+video, text encoder jointly) ->
-stage 1 (all branches) -> stage 2 (base text/video + stage-1 audio, fine-tuned) -> 2x upscaler, then the
+dataset (synth, made if missing) -> VAE -> latent cache -> text encoder (pretrained on the captions, then
+frozen) -> base (text+video) -> stage 1 (all branches) -> stage 2 (base text/video + stage-1 audio, fine-tuned)
+-> 2x upscaler, then the
 fp16 files in OUT/ with their training records in the metadata. Every stage checkpoints into WORK/, so rerunning the same
 command after an interruption resumes where it stopped; finished stages are skipped.
 """
@@ -13,12 +14,13 @@ import os
 import time
 from pathlib import Path
 
-# The demo pipeline on the generic Trainer (train/{loop,data,vae,mmdit,upscaler}.py). The budget is split over the steps by these stated
+# The demo pipeline on the generic Trainer (train/{loop,data,vae,text,mmdit,upscaler}.py). The budget is split over the steps by these stated
 # fractions; each step's share is fixed when the step first starts, as its fraction of the minutes left to
 # the steps not yet done (a slow dataset or cache shrinks the later steps in proportion), and stored in
 # WORK/plan.json, so a rerun resumes every step with the budget it started with.
-# The cache share buys one bfloat16-encoded window of each of the ~2100 training clips (~0.4 s a window).
-SPLIT = {"vae": 0.17, "cache": 0.15, "base": 0.22, "stage1": 0.12, "stage2": 0.24, "upscaler": 0.10}
+# The cache share buys one bfloat16-encoded window of each of the ~2100 training clips (~0.4 s a window);
+# the text share (~2.4 of 120 min) is about what masked-word pretraining on the ~8000 captions needs to level off.
+SPLIT = {"vae": 0.15, "cache": 0.14, "text": 0.02, "base": 0.21, "stage1": 0.12, "stage2": 0.26, "upscaler": 0.10}
 # One clip per character, many characters: the first demo run (720 clips of 180 characters, 4 each) rendered
 # its training characters well and collapsed on unseen ones, i.e. it memorised identities. Identity is what
 # must generalise, so the dataset spends its clips on distinct characters; 4% (~90 clips) are held out.
@@ -28,6 +30,9 @@ TEST_FRACTION = 0.04
 # converged in the same minutes; 6e-4 at batch 8 trained stably); the warm-up stages start from trained
 # weights and take a lower rate.
 STAGE_LR = {"base": 6e-4, "stage1": 3e-4, "stage2": 2e-4}
+# Text-encoder pretraining (masked words, train/text.py): see docs/TRAINING.md, "Text encoder", for the
+# measured s/step and how far it gets in the demo's share.
+TEXT_BATCH, TEXT_LR, TEXT_WARMUP = 64, 1e-3, 50
 # Face cells weigh this much more in the flow loss (Recipe.face_weight): the mouth is a few latent cells of
 # a 16x16 frame, and lip sync and identity are read there.
 FACE_WEIGHT = 2.0
@@ -35,7 +40,7 @@ FACE_WEIGHT = 2.0
 # quarter of the MMDiT minutes) moved the hands twice as much but kept the characters less well, and the
 # chained renders of this recipe do not drift (BENCHMARKS.md, "A recipe experiment").
 MOTION_NOISE = 0.0
-STEPS = ("data", "vae", "cache", "base", "stage1", "stage2", "upscaler", "export")
+STEPS = ("data", "vae", "cache", "text", "base", "stage1", "stage2", "upscaler", "export")
 
 
 class _Stopped(Exception):
@@ -47,9 +52,9 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
                seed: int = 0, device=None, precision: str = "auto", only=None, log=None) -> dict:
     """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
 
-    Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> base (text+video,
-    text encoder trained jointly) -> stage 1 -> stage 2 -> upscaler (on a 2x-resolution synthetic set) ->
-    export. Every step resumes from `work_dir`; finished steps are skipped. `precision` "auto" trains in
+    Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> text encoder
+    (masked-word pretraining on the captions; frozen in every MMDiT stage) -> base (text+video) -> stage 1 ->
+    stage 2 -> upscaler (on a 2x-resolution synthetic set) -> export. Every step resumes from `work_dir`; finished steps are skipped. `precision` "auto" trains in
     bfloat16 where the hardware has it (`loop.fast_precision`). Returns the plan record
     (`status` "done", or the step that was paused / interrupted).
     """
@@ -97,7 +102,7 @@ class _DemoRun:
                         f"--precision {self.precision}")
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
-            "text_encoder": work / "base" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
+            "text_encoder": work / "text" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
             "stage2": work / "stage2" / "mmdit.safetensors", "upscaler": work / "upscaler" / "upscaler.safetensors"}
 
     # ---- bookkeeping ----------------------------------------------------------------------------------
@@ -152,6 +157,7 @@ class _DemoRun:
         from .data import build_latent_cache
         from .loop import TrainConfig
         from .mmdit import MMDiTSettings, train_mmdit
+        from .text import TextSettings, train_text_encoder
         from .upscaler import train_upscaler
         from .vae import VAESettings, train_vae
 
@@ -189,7 +195,22 @@ class _DemoRun:
                                        precision=self.precision, log=say)
             self.finish("cache", t0, windows=len(cache))
 
-        starts = {"stage1": {"init": paths["base"], "text_encoder": paths["text_encoder"]},
+        if self.wanted("text") and not self.done("text"):
+            t0 = time.time()
+            # tiny: a step cap too, so the smoke run does not spend the budget's floor on a 40 k-parameter model.
+            config = TrainConfig(lr=TEXT_LR, warmup=TEXT_WARMUP, batch_size=8 if tiny else TEXT_BATCH,
+                                 weight_decay=0.01, ema_decay=0.995, seed=seed, minutes=self.budget("text"),
+                                 steps=20 if tiny else 0, log_every=25, precision=self.precision)
+            result, _ = train_text_encoder(self.data_dir, paths["text_encoder"], self.work / "text" / "run",
+                                           TextSettings(preset=self.preset, eval_captions=32 if tiny else 512),
+                                           config, dist=dist, export_dtype=f32, log=say,
+                                           extra={"training_command": self.command + " (step text)"})
+            self.check(result, "text", t0)
+            self.finish("text", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
+
+        # Every MMDiT stage keeps the pretrained text encoder frozen (the paper's frozen text encoder).
+        starts = {"base": {"text_encoder": paths["text_encoder"]},
+                  "stage1": {"init": paths["base"], "text_encoder": paths["text_encoder"]},
                   "stage2": {"base": paths["base"], "stage1": paths["stage1"], "text_encoder": paths["text_encoder"]}}
         for stage in ("base", "stage1", "stage2"):
             if not self.wanted(stage) or self.done(stage):
@@ -201,7 +222,6 @@ class _DemoRun:
                                  **defaults)
             result, _ = train_mmdit(self.data_dir, paths["vae"], paths[stage], self.work / stage / "run", settings,
                                     config, cache_dir=cache_dir, dist=dist, export_dtype=f32,
-                                    text_out=paths["text_encoder"] if stage == "base" else None,
                                     extra={"training_command": self.command + f" (step {stage})"}, log=say,
                                     **starts.get(stage, {}))
             self.check(result, stage, t0)
@@ -228,7 +248,7 @@ class _DemoRun:
 
         if self.wanted("export"):
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            sources = {"vae": ("vae", paths["vae"]), "text_encoder": ("base", paths["text_encoder"]),
+            sources = {"vae": ("vae", paths["vae"]), "text_encoder": ("text", paths["text_encoder"]),
                        "mmdit": ("stage2", paths["stage2"]), "upscaler": ("upscaler", paths["upscaler"])}
             for name, (step, src) in sources.items():
                 if not src.exists():

@@ -43,7 +43,7 @@ def test_train_help_lists_every_command():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["train"]
     names = next(a for a in sub._actions if a.dest == "train_command").choices
-    assert set(names) == {"vae", "mmdit", "upscaler", "demo"}
+    assert set(names) == {"vae", "text", "mmdit", "upscaler", "demo"}
 
 
 def test_vae_command_resume_with_other_settings_names_both(dataset, vae_file, capsys):
@@ -91,6 +91,34 @@ def test_stage_chain_base_stage1_stage2(dataset, vae_file, tmp_path):
                        text_state["token_embedding.weight"])
 
 
+def test_text_command_and_a_base_that_keeps_it_frozen(dataset, vae_file, tmp_path, capsys):
+    text = tmp_path / "text" / "text_encoder.safetensors"
+    assert main(["train", "text", "--data", str(dataset), "--out", str(text), "--work", str(tmp_path / "text_work"),
+                 "--preset", "tiny", "--steps", "3", "--batch-size", "4", "--export-dtype", "float32"]) == 0
+    meta = read_metadata(text)
+    assert meta["omnihuman.kind"] == "text_encoder" and "train text" in meta["training_command"]
+    record = json.loads(meta["pretraining"])
+    assert record["captions"] >= 3 and {"accuracy", "chance", "spread", "spread_random_init"} <= set(record)
+    before = text.read_bytes()
+
+    base = tmp_path / "base" / "base.safetensors"
+    assert mmdit(["--out", str(base), "--text-encoder", str(text)], dataset, vae_file, tmp_path, "base") == 0
+    # Frozen: the run trained the MMDiT alone, wrote no copy, and names the encoder it needs.
+    ckpt = torch.load(tmp_path / "work_base" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert set(ckpt["modules"]) == {"mmdit"}
+    assert not (base.parent / "text_encoder.safetensors").exists() and text.read_bytes() == before
+    named = json.loads(read_metadata(base)["text_encoder"])
+    assert named["file"] == str(text.resolve()) and named["frozen"]
+    # Stage 1 without --text-encoder finds it through that record.
+    assert mmdit(["--out", str(tmp_path / "s1.safetensors"), "--init", str(base)], dataset, vae_file, tmp_path,
+                 "stage1") == 0
+    assert json.loads(read_metadata(tmp_path / "s1.safetensors")["text_encoder"])["file"] == str(text.resolve())
+    # Nothing to write a trained copy of.
+    assert mmdit(["--out", str(tmp_path / "x.safetensors"), "--text-encoder", str(text), "--text-out",
+                  str(tmp_path / "t2.safetensors")], dataset, vae_file, tmp_path / "x", "joint") == 2
+    assert "--text-out" in capsys.readouterr().err
+
+
 def test_mmdit_stage_inputs_are_checked_first(dataset, vae_file, tmp_path, capsys):
     assert mmdit(["--out", str(tmp_path / "x.safetensors")], dataset, vae_file, tmp_path, "stage1") == 2
     assert "--init is required" in capsys.readouterr().err
@@ -130,7 +158,7 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
     assert main(args) == 0
     plan = json.loads((tmp_path / "work" / "plan.json").read_text())
     assert plan["status"] == "done"
-    assert all(plan["stages"][s]["done"] for s in ("vae", "cache", "base", "stage1", "stage2", "upscaler"))
+    assert all(plan["stages"][s]["done"] for s in ("vae", "cache", "text", "base", "stage1", "stage2", "upscaler"))
     kinds = {}
     for name in ("vae", "text_encoder", "mmdit", "upscaler"):
         meta = read_metadata(tmp_path / "out" / f"{name}.safetensors")
@@ -139,6 +167,9 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
         assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
         demo = json.loads(meta["demo"])
         assert demo["steps"] >= 1 and "train demo" in demo["command"]
+        if name == "text_encoder":  # pretrained in its own step, then frozen in every MMDiT stage
+            assert demo["step"] == "text" and "pretraining" in meta
+    assert not (tmp_path / "work" / "base" / "text_encoder.safetensors").exists()
     assert kinds == {"vae": "vae", "text_encoder": "text_encoder", "mmdit": "mmdit", "upscaler": "upscaler"}
     defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
     assert defaults["segment_frames"] == 9 and defaults["motion_frames"] == 5 and defaults["steps"] == 20
