@@ -11,7 +11,8 @@ Objective (`mlm_loss`): per caption ~15 % of the real word tokens (at least one;
 are selected; 80 % of those are replaced by a token drawn from the batch's own real tokens (the vocabulary
 has no mask id, and adding one would change the embedding shape, so old files keep loading), 20 % kept;
 the original ids are predicted at the selected positions with logits tied to the token embedding.
-`text_feature_spread` measures how distinct the features are (the export records it).
+`text_feature_spread` measures how distinct the features are, over the dataset and within each clip's own
+captions (`within_group_spread`: same character, other actions); the export records both.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ import torch.nn.functional as F
 from ..errors import InputError
 from . import distributed as D
 from .loop import TrainConfig, Trainer, TrainResult
+
+# Clips whose own captions (caption.txt and shot prompts) are compared with each other in the export's check.
+EVAL_CLIPS = 64
 
 
 @dataclass
@@ -55,19 +59,23 @@ class TextSettings:
 
 def dataset_captions(data_dir, split: str = "train", log: Callable[[str], None] | None = None) -> list[str]:
     """Every distinct caption of `split`: each clip's caption.txt and its schedule's shot prompts, in order."""
+    return _scan_captions(data_dir, split, log)[0]
+
+
+def _scan_captions(data_dir, split, log) -> tuple[list[str], list[list[str]]]:
+    """(distinct captions, per clip its distinct captions when it has several)."""
     from .data import scan_dataset
 
     # scan_dataset names the folder when no clip has a caption.txt.
     clips = scan_dataset(data_dir, split, need_audio=False, need_caption=True, log=log)
-    captions: list[str] = []
+    groups = []
     for clip in clips:
-        captions.append(clip.caption)
-        if clip.schedule is not None:
-            captions.extend(shot.text() for shot in clip.schedule.shots)
-    captions = [c.strip() for c in dict.fromkeys(captions) if c.strip()]
+        texts = [clip.caption] + ([shot.text() for shot in clip.schedule.shots] if clip.schedule is not None else [])
+        groups.append([t for t in dict.fromkeys(t.strip() for t in texts) if t])
+    captions = list(dict.fromkeys(t for g in groups for t in g))
     if not captions:
         raise InputError(f"no captions in {Path(data_dir)} (split {split!r}): every clip's caption.txt is empty")
-    return captions
+    return captions, [g for g in groups if len(g) > 1]
 
 
 def special_ids(encoder) -> tuple[int, ...]:
@@ -199,6 +207,16 @@ def text_feature_spread(encoder, captions: Sequence[str], batch_size: int = 256)
     }
 
 
+def within_group_spread(encoder, groups: Sequence[Sequence[str]]) -> dict[str, float] | None:
+    """`text_feature_spread` within each group of captions, averaged. With one clip's captions as a group (the
+    same character, other actions and expressions) it measures what a prompt's action changes, which the
+    spread over a whole dataset (dominated by the characters' descriptions) hides; None without groups."""
+    spreads = [text_feature_spread(encoder, g) for g in groups if len(g) > 1]
+    if not spreads:
+        return None
+    return {k: round(float(np.mean([s[k] for s in spreads])), 4) for k in spreads[0]}
+
+
 @torch.no_grad()
 def masked_word_accuracy(encoder, captions: Sequence[str], seed: int = 0, *, mask_fraction: float = 0.15,
                          replace_fraction: float = 0.8, batch_size: int = 256) -> dict[str, float]:
@@ -232,11 +250,11 @@ def masked_word_accuracy(encoder, captions: Sequence[str], seed: int = 0, *, mas
             "chance": round(chance, 4), "targets": int(len(targets))}
 
 
-def _eval_subset(captions: Sequence[str], n: int, seed: int) -> list[str]:
-    if len(captions) <= n:
-        return list(captions)
-    order = np.random.default_rng([int(seed), 0xE7A]).permutation(len(captions))[:n]
-    return [captions[i] for i in sorted(order)]
+def _eval_subset(items: Sequence, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return list(items)
+    order = np.random.default_rng([int(seed), 0xE7A]).permutation(len(items))[:n]
+    return [items[i] for i in sorted(order)]
 
 
 def _captions_fingerprint(captions: Sequence[str]) -> str:
@@ -273,7 +291,7 @@ def train_text_encoder(
     say = log if log is not None else (lambda m: D.is_main_print(m, dist))
     if init is not None and not Path(init).is_file():
         raise InputError(f"--init {init} does not exist (a built-in text encoder's .safetensors file)")
-    captions = dataset_captions(data_dir, settings.split, log=say if dist.is_main else None)
+    captions, groups = _scan_captions(data_dir, settings.split, say if dist.is_main else None)
 
     if init is not None:
         encoder = load_text_encoder(init, device=dist.device)
@@ -307,12 +325,15 @@ def train_text_encoder(
 
     ema = trainer.ema_module("text_encoder").eval()
     subset = _eval_subset(captions, settings.eval_captions, config.seed)
+    clip_groups = _eval_subset(groups, EVAL_CLIPS, config.seed)
     fresh = BuiltinTextEncoder(encoder.config, device=dist.device, seed=config.seed)
     record = {"captions": len(captions),
               **masked_word_accuracy(ema, subset, config.seed + 11, mask_fraction=settings.mask_fraction,
                                      replace_fraction=settings.replace_fraction),
               "spread": text_feature_spread(ema, subset), "spread_random_init": text_feature_spread(fresh, subset),
-              "eval_captions": len(subset), "settings": asdict(settings)}
+              "spread_within_clip": within_group_spread(ema, clip_groups),
+              "spread_within_clip_random_init": within_group_spread(fresh, clip_groups),
+              "eval_captions": len(subset), "eval_clips": len(clip_groups), "settings": asdict(settings)}
     say(f"text encoder check on {len(subset)} captions: {json.dumps(record)}")
     path = trainer.export(out_path, "text_encoder", "text_encoder", encoder.config.to_dict(),
                           extra={"pretraining": record, "train_config": config.to_dict(), **(extra or {})},

@@ -104,6 +104,7 @@ def test_pretraining_lifts_a_collapsed_encoder(dataset, tmp_path):
     assert after["token_deviation"] > 4 * before["token_deviation"]
     assert after["pooled_spread"] > 2 * before["pooled_spread"] and after["pooled_cosine"] < before["pooled_cosine"]
     assert set(record["spread_random_init"]) == set(after)
+    assert record["eval_clips"] >= 1 and record["spread_within_clip"]["token_deviation"] > 0
     # An ordinary text encoder file (same vocabulary, same keys), loadable where any other is.
     _, cfg = load_safetensors(path, "text_encoder")
     assert cfg == tiny_text().config.to_dict()
