@@ -2,8 +2,10 @@
 # The paper's Table 1 in miniature (BENCHMARKS.md, "Ablation table"): every trained variant of
 # omnihuman_core.train.objective.ABLATIONS gets the same MMDiT training budget from the same VAE and latent
 # cache, split over its stages as the full schedule splits it (stages.FULL_SCHEDULE: base 40 %, stage 1 18 %,
-# stage 2 42 %; the no-warm-up variant spends it all in one joint stage), then every model is rendered on the
-# same held-out clips with the same seed and settings and scored by the probes.
+# stage 2 42 %), then every model is rendered on the same held-out clips with the same seed and settings and
+# scored by the probes. The no-warm-up variant is the paper's: its text+video base is the full row's (the paper
+# starts every variant from one pretrained text+video model), then every branch trains jointly for the stage-1 +
+# stage-2 share, without the stage-2 rebuild.
 #
 #   bash scripts/ablations.sh                 # defaults below; rerunning resumes every run and skips finished ones
 #   MINUTES=20 CLIPS=20 bash scripts/ablations.sh
@@ -51,7 +53,7 @@ budget() {
   else echo "--minutes $("$P" -c "print(round($MINUTES * $1, 3))")"; fi
 }
 read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
-read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_ALL <<< "$(budget 1)"
+read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_REST <<< "$(budget 0.60)"
 
 train() {  # name, extra args for every stage
   local name=$1; shift
@@ -60,8 +62,8 @@ train() {  # name, extra args for every stage
   local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --text-encoder "$TEXT_ENCODER" --export-dtype float32
                 --precision "$PREC" --batch-size 8 --windows-per-clip 1 --face-weight "$FACE" --motion-noise "$MNOISE")
   if [ "$name" = no_mm_warmup ]; then
-    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_ALL[@]}" --lr "$LR_BASE" \
-      --out "$w/mmdit.safetensors" --work "$w/joint"
+    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_REST[@]}" --lr "$LR_S1" \
+      --init "$WORK/full/base.safetensors" --out "$w/mmdit.safetensors" --work "$w/joint"
     return 0
   fi
   "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" "${B_BASE[@]}" --lr "$LR_BASE" \

@@ -341,8 +341,8 @@ ABLATIONS: dict[str, Ablation] = {
     "cross_attention_audio": Ablation({}, {"audio_mode": "cross_attention"}, FULL_SCHEDULE,
                                       "audio injected by cross-attention from video instead of the symmetric branch"),
     "no_mm_warmup": Ablation({}, {}, JOINT_SCHEDULE,
-                             "one joint stage from scratch (all MMDiT branches; a given text encoder stays frozen), "
-                             "the same total steps as the full schedule: no text+video base, no stage-2 rebuild"),
+                             "the full row's text+video base, then all MMDiT branches trained jointly for the rest of the "
+                             "steps (a given text encoder stays frozen): no audio warm-up, no stage-2 rebuild"),
     "reference_image": Ablation({"reference_mode": "reference"}, {}, FULL_SCHEDULE,
                                 "conditioned on a reference image (a frame of the clip outside the window) at "
                                 "position 0; rendered with reference_mode 'reference'"),

@@ -10,8 +10,9 @@ motion. The paper's answer, in stages:
             what only audio explains (lip sync, speech mannerisms). Text encoder frozen.
     stage2  the model rebuilt by `build_stage2`: text, video and shared weights from the BASE, the audio
             branch from stage 1; then every MMDiT parameter is fine-tuned. Text encoder frozen.
-    joint   the "without MM warm-up" ablation: every MMDiT branch (and a from-scratch built-in text
-            encoder) trained together from scratch in one stage.
+    joint   the "without MM warm-up" ablation (the paper's "train the entire model jointly"): every MMDiT
+            branch trained together, from the base (`--init`, as the ablation script does: the paper starts
+            every variant from one pretrained text+video model) or from scratch, without the stage-2 rebuild.
 
 A pretrained text encoder stays frozen in every stage, as in the paper: a `TransformersTextEncoder`, and
 a built-in one given as a file (pretrained by `train text`, or an earlier base's). A built-in encoder
@@ -35,7 +36,7 @@ from .distributed import unwrap
 
 STAGES = ("base", "stage1", "stage2", "joint")
 # Where each stage's MMDiT weights come from: a fresh init, the base's weights, or build_stage2(base, stage1).
-STAGE_START = {"base": "scratch", "stage1": "base", "stage2": "base+stage1", "joint": "scratch"}
+STAGE_START = {"base": "scratch", "stage1": "base", "stage2": "base+stage1", "joint": "base or scratch"}
 # MMDiT branches each stage trains.
 STAGE_BRANCHES = {
     "base": ("video", "text", "shared"),
@@ -50,7 +51,8 @@ TEXT_ENCODER_STAGES = ("base", "joint")
 # (stage 1) and 7 on the main phase (stage 2) after a pretrained text+video base; without a pretrained
 # base, the demo gives the base 40 % and splits the rest 3 : 7.
 FULL_SCHEDULE: tuple[tuple[str, float], ...] = (("base", 0.4), ("stage1", 0.18), ("stage2", 0.42))
-JOINT_SCHEDULE: tuple[tuple[str, float], ...] = (("joint", 1.0),)
+# Without MM warm-up: the same base, then the stage-1 + stage-2 share in one joint stage started from it.
+JOINT_SCHEDULE: tuple[tuple[str, float], ...] = (("base", 0.4), ("joint", 0.6))
 
 
 def check_stage(stage: str) -> str:

@@ -162,7 +162,7 @@ def test_split_steps():
         parts = split_steps(FULL_SCHEDULE, total)
         assert sum(n for _, n in parts) == total and all(n >= 1 for _, n in parts)
     assert split_steps(FULL_SCHEDULE, 1000) == [("base", 400), ("stage1", 180), ("stage2", 420)]
-    assert split_steps(JOINT_SCHEDULE, 7) == [("joint", 7)]
+    assert split_steps(JOINT_SCHEDULE, 10) == [("base", 4), ("joint", 6)]
     for bad_schedule, total in ((FULL_SCHEDULE, 2), ((("base", 0.5), ("stage1", 0.4)), 100),
                                 ((("base", 1.0), ("stage9", 0.0)), 100)):
         with pytest.raises(InputError):
