@@ -136,6 +136,29 @@ def action_units(action_probs: np.ndarray, spans: Sequence[tuple[float, float, s
     return units
 
 
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Frechet distance between Gaussians fitted to two feature sets `[N, D]` (FID's formula):
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2). None when either set has fewer than 2 rows.
+
+    The paper reports FID / FVD; here the features are the frame probe's hidden layer, so it asks whether the
+    frames look like the world's frames at all, which the read-outs (a mouth opening, an identity embedding)
+    do not: a blotchy render in the right colours can read as the right character.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise InputError(f"frechet_distance needs two [N, D] feature sets of one width, got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        return None
+    mu = a.mean(0) - b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr((S_a S_b)^1/2) = Tr((R S_b R)^1/2) with R = S_a^1/2: a symmetric PSD matrix, so eigh is exact and stable.
+    w, v = np.linalg.eigh(sa)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root @ sb @ root)
+    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(inner, 0, None)).sum())
+
+
 def relative_drop(first: float | None, last: float | None) -> float | None:
     """(first - last) / |first|: the share of a metric lost from the start of a video to its end."""
     if first is None or last is None or abs(first) < 1e-6:

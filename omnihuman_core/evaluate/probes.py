@@ -143,11 +143,15 @@ class FrameProbe(nn.Module):
         self.register_buffer("target_mean", torch.zeros(config.n_outputs, **kw))
         self.register_buffer("target_std", torch.ones(config.n_outputs, **kw))
 
-    def whole(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, hidden] whole-frame features (before the read-out layer)."""
         n, _, h, w = x.shape
         ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
-        return self.out(self.fc(self.trunk(torch.cat([x, xs, ys], 1))))
+        return self.fc(self.trunk(torch.cat([x, xs, ys], 1)))
+
+    def whole(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(x))
 
     def head_box(self, raw: torch.Tensor) -> torch.Tensor:
         """[N, 3] head centre x, y and radius (normalised) from whole-frame raw outputs."""
@@ -176,10 +180,18 @@ class FrameProbe(nn.Module):
 
         `box` (training): the head box to crop; None: the box the whole-frame heads read.
         """
-        raw = self.whole(x)
+        return self.forward_with_features(x, box)[0]
+
+    def forward_with_features(self, x: torch.Tensor, box: torch.Tensor | None = None) \
+            -> tuple[torch.Tensor, torch.Tensor]:
+        """(outputs as `forward`, [N, hidden + face_hidden] hidden features of the frame and its face crop):
+        the features the Frechet probe distance compares (metrics.frechet_distance)."""
+        hidden = self.hidden(x)
+        raw = self.out(hidden)
         if box is None:
             box = self.head_box(raw.detach())
-        return self.merge(raw, self.face(self.crop_face(x, box)))
+        face_hidden = self.face_fc(self.face_trunk(self.crop_face(x, box)))
+        return self.merge(raw, self.face_out(face_hidden)), torch.cat([hidden, face_hidden], 1)
 
     def merge(self, raw: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
         cols = list(raw.unbind(1))
@@ -288,6 +300,8 @@ class Readout:
     lean: np.ndarray  # [T]
     identity: np.ndarray  # [T, D] identity embedding
     action_probs: np.ndarray  # [T, A] over ProbeConfig.actions
+    # [T, hidden + face_hidden] the frame probe's hidden features (what the Frechet probe distance compares)
+    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.mouth.shape[0])
@@ -401,8 +415,10 @@ class Probes:
     @torch.no_grad()
     def run_prepared(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         """Frame probe on prepared input [N, 3, S, S] in -1..1 -> named read-outs (numpy, own units)."""
-        dec = self.frame.decode(self.frame(x.to(self.device, self.dtype)).float())
+        raw, features = self.frame.forward_with_features(x.to(self.device, self.dtype))
+        dec = self.frame.decode(raw.float())
         out = {k: v.cpu().numpy().astype(np.float32) for k, v in dec.items()}
+        out["features"] = features.float().cpu().numpy()
         n = x.shape[0]
         out["mouth"] = np.clip(out["mouth"].reshape(n), 0.0, 1.0)
         out["head_radius"] = out["head_radius"].reshape(n)

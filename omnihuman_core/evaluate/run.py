@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from .metrics import (action_units, audio_mouth, frame_range, hkv, identity_similarity, lip_sync, mean_of,
+from .metrics import (action_units, audio_mouth, frame_range, frechet_distance, hkv, identity_similarity, lip_sync, mean_of,
                       ratio, relative_drop)
 
 RESULTS_FORMAT = "omnihuman-eval"
@@ -213,6 +213,7 @@ def video_metrics(probes, frames: np.ndarray, waveform, fps: float, reference_em
         "hkv": hkv(r.hands, r.hands_visible),
     }
     out["tracks"] = {"video_mouth": r.mouth, "audio_mouth": mouth_a}  # for the chance level; not written out
+    out["features"] = r.features  # for the Frechet probe distance over all clips; not written out
     for name, a_s, b_s in windows or []:
         a, b = frame_range(a_s, b_s, fps, n)
         out[name] = {"start": a, "end": b, "lip_sync": lip_sync(r.mouth[a:b], mouth_a[a:b])["corr"],
@@ -252,6 +253,14 @@ def chance_lip_sync(tracks: list[dict]) -> float | None:
         n = min(len(t["video_mouth"]), len(other))
         vals.append(lip_sync(t["video_mouth"][:n], other[:n])["corr"])
     return mean_of(vals)
+
+
+def split_half_fd(gt_features: list[np.ndarray]) -> float | None:
+    """Frechet probe distance between the ground truth of the even and the odd clips: how far two sets of real
+    frames of this size lie apart (other characters, other actions), the floor a model's `fd` is read against."""
+    if len(gt_features) < 2:
+        return None
+    return frechet_distance(np.concatenate(gt_features[0::2]), np.concatenate(gt_features[1::2]))
 
 
 def ratios(model: dict, gt: dict) -> dict:
@@ -479,13 +488,18 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                      f"actions {v['action_correct']}/{v['action_total']}")
         _log(progress, f"[{i + 1}/{len(eval_clips)}] {clip.id}: {text} ({time.monotonic() - t0:.0f} s)")
     floor = chance_lip_sync([r["gt"].pop("tracks") for r in rows])
+    features = {k: [r[k].pop("features") for r in rows if k in r] for k in ("gt", "model", "vae")}
     for r in rows:
         r.get("model", {}).pop("tracks", None)
         r.get("vae", {}).pop("tracks", None)
     gt_sum = summarize([r["gt"] for r in rows])
     gt_sum["lip_sync_chance"] = floor
+    gt_sum["fd_split_half"] = split_half_fd(features["gt"])
     model_sum = summarize([r["model"] for r in rows]) if renderer is not None else None
     vae_sum = summarize([r["vae"] for r in rows]) if vae_only is not None else None
+    for s, key in ((model_sum, "model"), (vae_sum, "vae")):
+        if s is not None:
+            s["fd"] = frechet_distance(np.concatenate(features[key]), np.concatenate(features["gt"]))
     result = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "run",
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
@@ -716,22 +730,22 @@ def results_table(paths) -> str:
             gt_run = r
     lines = [
         "| model | prompts | reference | lip sync corr | % of GT | offset | identity | % of GT | action acc "
-        "| HKV | % of GT | drift |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| HKV | % of GT | FD | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| *target (full model)* | | | | >= {TARGETS['lip_sync_ratio']:.0%} | | | >= {TARGETS['identity_ratio']:.0%} "
-        f"| >= {TARGETS['action_accuracy']:.0%} | | | < {TARGETS['drift']:.0%} |".replace("%", " %"),
+        f"| >= {TARGETS['action_accuracy']:.0%} | | | | < {TARGETS['drift']:.0%} |".replace("%", " %"),
     ]
     if gt_run is not None:
         g = gt_run["summary"]["gt"]
         lines.append(f"| ground truth (ceiling) | | | {_num(g['lip_sync'])} | 100 % | {_num(g['lip_sync_offset'], 0)} "
                      f"| {_num(g['identity'])} | 100 % | {_pct(g['action_accuracy'])} | {_num(g['hkv'], 1)} | 100 % | "
-                     f"{_drift_cell(next((x['drift'] for x in rows.values() if 'drift' in x), None), 'gt')} |")
+                     f"{_num(g.get('fd_split_half'), 1)} (split half) | {_drift_cell(next((x['drift'] for x in rows.values() if 'drift' in x), None), 'gt')} |")
     vae_run = next((x["run"] for x in rows.values() if x.get("run") and x["run"]["summary"].get("vae")), None)
     if vae_run is not None:
         v, q = vae_run["summary"]["vae"], vae_run["summary"]["vae_ratio"]
         lines.append(f"| VAE round trip (ceiling through the VAE) | | | {_num(v['lip_sync'])} | {_pct(q['lip_sync'])} "
                      f"| {_num(v['lip_sync_offset'], 0)} | {_num(v['identity'])} | {_pct(q['identity'])} "
-                     f"| {_pct(v['action_accuracy'])} | {_num(v['hkv'], 1)} | {_pct(q['hkv'])} | – |")
+                     f"| {_pct(v['action_accuracy'])} | {_num(v['hkv'], 1)} | {_pct(q['hkv'])} | {_num(v.get('fd'), 1)} | – |")
     for label, row in rows.items():
         run, drift = row.get("run"), row.get("drift")
         settings = (run or drift)["settings"]
@@ -743,7 +757,7 @@ def results_table(paths) -> str:
             f"| {label} | {settings.get('prompts', '–')} | {settings.get('reference_mode', '–')} "
             f"| {_num(m.get('lip_sync'))} | {_pct(q.get('lip_sync'))} | {_num(m.get('lip_sync_offset'), 0)} "
             f"| {_num(m.get('identity'))} | {_pct(q.get('identity'))} | {_pct(m.get('action_accuracy'))} "
-            f"| {_num(m.get('hkv'), 1)} | {_pct(q.get('hkv'))} | {_drift_cell(drift, 'model')} |")
+            f"| {_num(m.get('hkv'), 1)} | {_pct(q.get('hkv'))} | {_num(m.get('fd'), 1)} | {_drift_cell(drift, 'model')} |")
     n = {r['summary']['gt']['clips'] for x in rows.values() for r in [x.get('run')] if r}
     chance = (gt_run or {}).get("summary", {}).get("gt", {}).get("lip_sync_chance")
     drifts = {(x["drift"]["seconds"], x["drift"]["window"]) for x in rows.values() if "drift" in x}
@@ -751,7 +765,9 @@ def results_table(paths) -> str:
     lines.append("")
     lines.append(f"Clips per run: {', '.join(str(v) for v in sorted(n)) or '–'}. Lip sync: max Pearson correlation over "
                  f"offsets -5..5 frames (chance, a talking mouth against other audio: {_num(chance)}); identity: mean "
-                 f"cosine to the reference; drift: worst relative drop of identity or lip sync, {drift_text} "
+                 f"cosine to the reference; FD: Frechet distance of the frame probe's features to the ground truth's "
+                 f"(lower is better; the ground truth's row: its even vs its odd clips); drift: worst relative drop of "
+                 f"identity or lip sync, {drift_text} "
                  "(docs/EVALUATION.md).")
     return "\n".join(lines) + "\n"
 

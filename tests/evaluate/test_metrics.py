@@ -106,3 +106,19 @@ def test_relative_drop():
     assert relative_drop(0.8, 0.6) == pytest.approx(0.25)
     assert relative_drop(0.5, 0.6) == pytest.approx(-0.2)
     assert relative_drop(None, 0.5) is None and relative_drop(0.0, 0.5) is None
+
+
+def test_frechet_distance_matches_the_gaussian_formula():
+    from omnihuman_core.evaluate.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4000, 6)), rng.normal(size=(4000, 6))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) < 0.05  # two samples of one Gaussian
+    assert frechet_distance(a, b + 1.0) == pytest.approx(6.0, abs=0.15)  # |mean shift|^2 = 6 x 1
+    # N(0, 1) vs N(0, 4): per dimension 1 + 4 - 2 * 2 = 1.
+    assert frechet_distance(a, 2.0 * b) == pytest.approx(6.0, abs=0.3)
+    assert frechet_distance(a, b + 1.0) == pytest.approx(frechet_distance(b + 1.0, a))
+    assert frechet_distance(a[:1], b) is None
+    with pytest.raises(InputError, match="one width"):
+        frechet_distance(a, b[:, :5])

@@ -71,7 +71,11 @@ def test_frozen_mouth_has_low_lip_sync(probes, talking):
                             np.full(len(talking.frames), 0.4, np.float32), FPS, 128, seed=1)
     r = probes.read(frozen)
     ls = lip_sync(r.mouth, audio_mouth(talking.waveform, FPS, len(r)))
-    assert ls["corr"] < 0.3
+    # The read mouth barely moves (the talking clip's moves ~5x more), and what it does (read-out noise as the
+    # hands gesture) correlates with the audio no better than unrelated audio does (~0.3 over 11 offsets),
+    # far below the ceiling test's 0.85.
+    assert r.mouth.std() < 0.3 * probes.read(talking.frames).mouth.std()
+    assert ls["corr"] < 0.4
 
 
 @pytest.mark.parametrize("shift", [3, -2])

@@ -171,15 +171,18 @@ def test_ground_truth_only_via_cli(world, capsys):
 
 def test_vae_round_trip_is_measured_next_to_the_ground_truth(world, capsys):
     out = world / "vae.json"
-    assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "1",
+    assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "2",
                  "--vae", str(world / "v.safetensors"), "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     s = r["summary"]
-    assert s["model"] is None and s["vae"]["clips"] == 1 and s["vae_file"].endswith("v.safetensors")
+    assert s["model"] is None and s["vae"]["clips"] == 2 and s["vae_file"].endswith("v.safetensors")
     v, g = r["clips"][0]["vae"], r["clips"][0]["gt"]
     assert v["frames"] == g["frames"] == 41 and "tracks" not in v  # every frame back, the padding dropped
     # A random VAE returns noise: the character is lost, and the ratio says so.
     assert v["identity"] < g["identity"] and s["vae_ratio"]["identity"] < 1
+    # Noise does not look like the world's frames: far from the ground truth in the probe's feature space,
+    # farther than two real clips are from each other.
+    assert s["vae"]["fd"] > s["gt"]["fd_split_half"] > 0 and "features" not in v
     table = results_table([out])
     assert "| VAE round trip" in table and "ground truth (ceiling)" in table
     # The round trip needs no MMDiT, but drift does not measure it.
