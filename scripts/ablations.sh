@@ -31,6 +31,8 @@ MINUTES=${MINUTES:-8}         # MMDiT training minutes per variant (all stages t
 TRAIN_STEPS=${TRAIN_STEPS:-}  # if set: optimiser steps per variant instead (same split), MINUTES is ignored
 CLIPS=${CLIPS:-12}            # held-out clips rendered per row
 STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
+TEXT_SCALE=${TEXT_SCALE:-}    # guidance scales for every row (default: each model's own render_defaults)
+AUDIO_SCALE=${AUDIO_SCALE:-}
 RESULTS=${RESULTS:-results/ablations}
 mkdir -p "$WORK" "$RESULTS"
 [ -f "$TEXT_ENCODER" ] || { echo "ablations.sh: no text encoder at $TEXT_ENCODER; pretrain one with
@@ -78,6 +80,7 @@ evaluate() {  # label, model name, extra evaluate args
   local label=$1 name=$2; shift 2
   [ -f "$RESULTS/$label.json" ] && return 0
   "$P" -m omnihuman_core evaluate run --data "$DATA" --split test --clips "$CLIPS" ${STEPS:+--steps "$STEPS"} \
+    ${TEXT_SCALE:+--text-scale "$TEXT_SCALE"} ${AUDIO_SCALE:+--audio-scale "$AUDIO_SCALE"} \
     --mmdit "$WORK/$name/mmdit.safetensors" --vae "$VAE" --text-encoder "$TEXT_ENCODER" \
     --label "$label" --out "$RESULTS/$label.json" "$@"
 }

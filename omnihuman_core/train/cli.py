@@ -16,13 +16,13 @@ EXPORT_DTYPES = ("float16", "bfloat16", "float32")
 # What the demo MMDiT is trained for and renders best at (written into its file as `render_defaults`,
 # read by RenderSettings.for_model): 128 px, 33-frame segments (its training windows), 5 motion frames,
 # few steps with a low shift (a 16x16-latent model needs less time at high noise than 480p ones).
-# Guidance: strong audio, weak text. On the shipped demo model (6 held-out clips, evaluate run --text-scale /
-# --audio-scale; BENCHMARKS.md) text 4 / audio 4 gave lip sync 0.275, identity 0.753; audio 12 / text 2 gave
-# 0.398 and 0.811. Its text branch moves hands more than it picks the asked action, and strong text guidance
-# costs identity; its audio effect is weak, so it needs the larger scale.
+# Guidance: weak text, moderate audio, chosen on the shipped demo model (6 held-out clips, `evaluate run
+# --text-scale --audio-scale`; BENCHMARKS.md, "Guidance"): text 2 / audio 4 had the lowest FD (121; 2/12: 131,
+# 1/4: 146, 1/1: 159) and identity 0.641 (2/12: 0.544) at the same lip sync (0.240; 2/12: 0.258). Stronger
+# guidance moves the hands more but smears the character; weaker renders a still, washed-out figure.
 DEMO_RENDER_DEFAULTS = {
     "fps": 24.0, "segment_frames": 33, "motion_frames": 5, "short_side": 128, "steps": 20, "shift": 3.0,
-    "text_scale": 2.0, "audio_scale": 12.0, "delta": 4.0,
+    "text_scale": 2.0, "audio_scale": 4.0, "delta": 4.0,
 }
 
 

@@ -259,8 +259,12 @@ class _DemoRun:
                 record = {k: self.plan["stages"].get(step, {}).get(k) for k in ("steps", "train_minutes", "final_loss")}
                 extra["demo"] = json.dumps({"step": step, "command": self.command, **record}, sort_keys=True)
                 if name == "mmdit":
+                    # The stage file's own settings (reference mode, motion frames...) follow its recipe, but
+                    # the guidance scales are the demo's choice, measured on the finished model (train/cli.py):
+                    # re-exporting (--only export) after changing them updates the shipped file.
                     own = json.loads(meta.get("render_defaults", "{}"))
-                    extra["render_defaults"] = json.dumps({**DEMO_RENDER_DEFAULTS, **own}, sort_keys=True)
+                    chosen = {k: DEMO_RENDER_DEFAULTS[k] for k in ("text_scale", "audio_scale")}
+                    extra["render_defaults"] = json.dumps({**DEMO_RENDER_DEFAULTS, **own, **chosen}, sort_keys=True)
                 state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
                 save_safetensors(self.out_dir / f"{name}.safetensors", state, meta["omnihuman.kind"], config,
                                  extra=extra)

@@ -151,7 +151,7 @@ def test_upscaler_command(dataset, vae_file, tmp_path):
     assert "validation" in read_metadata(out)
 
 
-def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
+def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
     """Every step of `train demo` within a tiny budget; a rerun skips the finished steps."""
     args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work",
             str(tmp_path / "work"), "--minutes-total", "0.25", "--preset", "tiny", "--sr-data", str(dataset)]
@@ -174,8 +174,15 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path):
     defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
     assert defaults["segment_frames"] == 9 and defaults["motion_frames"] == 5 and defaults["steps"] == 20
     stamp = (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns
+    from omnihuman_core.train.cli import DEMO_RENDER_DEFAULTS
+    assert (defaults["text_scale"], defaults["audio_scale"]) == (DEMO_RENDER_DEFAULTS["text_scale"],
+                                                                 DEMO_RENDER_DEFAULTS["audio_scale"])
+    # Guidance chosen after training reaches the shipped file by re-exporting, not by retraining.
+    monkeypatch.setitem(DEMO_RENDER_DEFAULTS, "audio_scale", 7.5)
     assert main(args) == 0  # everything done: only the export runs again
     assert (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns == stamp
+    defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
+    assert defaults["audio_scale"] == 7.5 and defaults["segment_frames"] == 9
 
 
 def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
