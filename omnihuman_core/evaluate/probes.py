@@ -172,8 +172,9 @@ class FrameProbe(nn.Module):
         grid = F.affine_grid(theta, [n, 3, fs, fs], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def face(self, crop: torch.Tensor) -> torch.Tensor:
-        return self.face_out(self.face_fc(self.face_trunk(crop)))
+    def face_hidden(self, crop: torch.Tensor) -> torch.Tensor:
+        """[N, face_hidden] features of the face crop (before its read-out layer)."""
+        return self.face_fc(self.face_trunk(crop))
 
     def forward(self, x: torch.Tensor, box: torch.Tensor | None = None) -> torch.Tensor:
         """-> [N, n_outputs]: whole-frame outputs with the face heads replaced by the face crop's.
@@ -190,7 +191,7 @@ class FrameProbe(nn.Module):
         raw = self.out(hidden)
         if box is None:
             box = self.head_box(raw.detach())
-        face_hidden = self.face_fc(self.face_trunk(self.crop_face(x, box)))
+        face_hidden = self.face_hidden(self.crop_face(x, box))
         return self.merge(raw, self.face_out(face_hidden)), torch.cat([hidden, face_hidden], 1)
 
     def merge(self, raw: torch.Tensor, face: torch.Tensor) -> torch.Tensor:

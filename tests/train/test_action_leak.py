@@ -1,7 +1,5 @@
 """scripts/action_leak.py: the share of training windows whose conditioning frames already show the action."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,15 +8,7 @@ from omnihuman_core.errors import InputError
 from omnihuman_core.synth import write_dataset
 from omnihuman_core.train.data import CacheSettings, _window_plan, scan_dataset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "action_leak.py"
 FRAMES, DELTA = 9, 2.0  # a 9-frame window, the pseudo last frame 8 frames past it
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("action_leak", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +28,9 @@ def _set_actions(root, fn):
         np.savez(path, **labels)
 
 
-def test_constant_actions_leak_from_both_frames(dataset):
+def test_constant_actions_leak_from_both_frames(dataset, script):
     _set_actions(dataset, lambda clip, T: np.full(T, 3))
-    r = _load().leak_report(dataset, frames=FRAMES, delta=DELTA, p_first_frames=[0.5], p_drop_last=[0.1, 0.5])
+    r = script("action_leak").leak_report(dataset, frames=FRAMES, delta=DELTA, p_first_frames=[0.5], p_drop_last=[0.1, 0.5])
     assert r["windows"] == 4 * CacheSettings.windows_per_clip
     assert r["pseudo_last_frame_shows_action"] == r["first_frames_show_action"] == r["both_show_action"] == 1.0
     # Only the samples given neither frame need the caption: (1 - 0.5) * p_drop_last.
@@ -49,7 +39,7 @@ def test_constant_actions_leak_from_both_frames(dataset):
     assert r["distinct_actions_per_clip"] == {"1": 4} and r["idle_windows"] == 0.0
 
 
-def test_an_action_change_after_the_window_hides_the_action_in_the_last_frame(dataset):
+def test_an_action_change_after_the_window_hides_the_action_in_the_last_frame(dataset, script):
     settings = CacheSettings(frames=FRAMES, windows_per_clip=1, delta=DELTA)
     starts = {}
     for clip in scan_dataset(dataset, "train", log=None):
@@ -62,19 +52,19 @@ def test_an_action_change_after_the_window_hides_the_action_in_the_last_frame(da
         return action
 
     _set_actions(dataset, change_after_first_window)
-    r = _load().leak_report(dataset, frames=FRAMES, delta=DELTA, windows_per_clip=1, p_first_frames=[0.5],
+    r = script("action_leak").leak_report(dataset, frames=FRAMES, delta=DELTA, windows_per_clip=1, p_first_frames=[0.5],
                             p_drop_last=[0.1])
     assert r["windows"] == 4
     assert r["first_frames_show_action"] == 1.0 and r["pseudo_last_frame_shows_action"] == 0.0
     assert r["samples_that_need_the_caption"] == {"p_first_frames=0.5 p_drop_last=0.1": 0.5}
 
 
-def test_a_dataset_without_action_labels_is_named(dataset, tmp_path):
+def test_a_dataset_without_action_labels_is_named(dataset, tmp_path, script):
     import shutil
     root = tmp_path / "data"
     shutil.copytree(dataset, root)
     for f in root.glob("train/*/labels.npz"):
         f.unlink()
     with pytest.raises(InputError, match="lack labels.npz 'action'"):
-        _load().leak_report(root, frames=FRAMES, delta=DELTA)
-    assert _load().main(["--data", str(root), "--frames", str(FRAMES), "--delta", str(DELTA)]) == 2
+        script("action_leak").leak_report(root, frames=FRAMES, delta=DELTA)
+    assert script("action_leak").main(["--data", str(root), "--frames", str(FRAMES), "--delta", str(DELTA)]) == 2
