@@ -40,11 +40,11 @@ mkdir -p "$WORK" "$RESULTS"
 or set TEXT_ENCODER" >&2; exit 1; }
 # The demo recipe's settings (omnihuman_core/train/demo.py), so the full row is that recipe on a smaller budget
 # and the cache of `train demo` (one window per clip) is reused as is.
-read -r PREC LR_BASE LR_S1 LR_S2 FACE MNOISE < <("$P" -c "
-from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT, MOTION_NOISE
+read -r PREC LR_BASE LR_S1 LR_S2 FACE MOUTH MNOISE < <("$P" -c "
+from omnihuman_core.train.demo import STAGE_LR, FACE_WEIGHT, MOUTH_WEIGHT, MOTION_NOISE
 from omnihuman_core.train.loop import fast_precision
 import torch
-print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT, MOTION_NOISE)")
+print(fast_precision('cuda' if torch.cuda.is_available() else 'cpu'), STAGE_LR['base'], STAGE_LR['stage1'], STAGE_LR['stage2'], FACE_WEIGHT, MOUTH_WEIGHT, MOTION_NOISE)")
 [ -n "${MNOISE:-}" ] || { echo "ablations.sh: could not read the demo recipe from omnihuman_core (is $P set up?)" >&2; exit 1; }
 PREC=${PRECISION:-$PREC}
 
@@ -63,16 +63,17 @@ train() {  # name, extra args for every stage
   [ -f "$w/mmdit.safetensors" ] && return 0
   local common=(--data "$DATA" --vae "$VAE" --cache "$CACHE" --text-encoder "$TEXT_ENCODER" --export-dtype float32
                 --precision "$PREC" --batch-size 8 --windows-per-clip 1 --face-weight "$FACE" --motion-noise "$MNOISE")
+  # The mouth weight, as in the recipe, only where there is audio to explain the mouth (not the base).
   if [ "$name" = no_mm_warmup ]; then
-    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" "$@" "${B_REST[@]}" --lr "$LR_S1" \
+    "$P" -m omnihuman_core train mmdit --stage joint "${common[@]}" --mouth-weight "$MOUTH" "$@" "${B_REST[@]}" --lr "$LR_S1" \
       --init "$WORK/full/base.safetensors" --out "$w/mmdit.safetensors" --work "$w/joint"
     return 0
   fi
   "$P" -m omnihuman_core train mmdit --stage base "${common[@]}" "$@" "${B_BASE[@]}" --lr "$LR_BASE" \
     --out "$w/base.safetensors" --work "$w/base"
-  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" "$@" "${B_S1[@]}" --lr "$LR_S1" \
+  "$P" -m omnihuman_core train mmdit --stage stage1 "${common[@]}" --mouth-weight "$MOUTH" "$@" "${B_S1[@]}" --lr "$LR_S1" \
     --init "$w/base.safetensors" --out "$w/stage1.safetensors" --work "$w/stage1"
-  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" "$@" "${B_S2[@]}" --lr "$LR_S2" \
+  "$P" -m omnihuman_core train mmdit --stage stage2 "${common[@]}" --mouth-weight "$MOUTH" "$@" "${B_S2[@]}" --lr "$LR_S2" \
     --base "$w/base.safetensors" --stage1 "$w/stage1.safetensors" --out "$w/mmdit.safetensors" --work "$w/stage2"
 }
 

@@ -36,6 +36,11 @@ TEXT_BATCH, TEXT_LR, TEXT_WARMUP = 64, 1e-3, 50
 # Face cells weigh this much more in the flow loss (Recipe.face_weight): the mouth is a few latent cells of
 # a 16x16 frame, and lip sync and identity are read there.
 FACE_WEIGHT = 2.0
+# Mouth cells (the lower middle of the face box, objective.mouth_cells) weigh this much in the audio stages
+# (stage 1, stage 2; the base has no audio to explain the mouth with). With the face weight alone the demo
+# model learnt almost no lip sync in its budget (BENCHMARKS.md, "Is the audio branch learning"); see there
+# for the run that chose 30.
+MOUTH_WEIGHT = 30.0
 # Motion-latent noise augmentation (Recipe.motion_noise) is off: a run with 0.1 (and the base stage cut to a
 # quarter of the MMDiT minutes) moved the hands twice as much but kept the characters less well, and the
 # chained renders of this recipe do not drift (BENCHMARKS.md, "A recipe experiment").
@@ -157,6 +162,7 @@ class _DemoRun:
         from .data import build_latent_cache
         from .loop import TrainConfig
         from .mmdit import MMDiTSettings, train_mmdit
+        from .stages import uses_audio
         from .text import TextSettings, train_text_encoder
         from .upscaler import train_upscaler
         from .vae import VAESettings, train_vae
@@ -216,7 +222,7 @@ class _DemoRun:
             if not self.wanted(stage) or self.done(stage):
                 continue
             t0 = time.time()
-            settings = MMDiTSettings(stage=stage, **mm)
+            settings = MMDiTSettings(stage=stage, mouth_weight=MOUTH_WEIGHT if uses_audio(stage) else 1.0, **mm)
             defaults = {**settings.default_train_config(), "lr": STAGE_LR[stage], "batch_size": 2 if tiny else 8}
             config = TrainConfig(seed=seed, minutes=self.budget(stage), log_every=10, precision=self.precision,
                                  **defaults)

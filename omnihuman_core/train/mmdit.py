@@ -46,6 +46,7 @@ class MMDiTSettings:
     max_clips: int = 0
     split: str = "train"
     face_weight: float = 1.0  # loss weight of face cells (Recipe.face_weight); needs face boxes in the data
+    mouth_weight: float = 1.0  # loss weight of the face box's mouth cells (Recipe.mouth_weight)
     motion_noise: float = 0.0  # noise on the pinned motion latents (Recipe.motion_noise); 0 = off
     # How often the window is conditioned on its pinned first frames / drops its pseudo last frame
     # (Recipe.p_first_frames / p_drop_last). Both frames show the window's pose, so every sample that has one
@@ -62,6 +63,7 @@ class MMDiTSettings:
         from .objective import Recipe
 
         return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight),
+                      mouth_weight=float(self.mouth_weight),
                       motion_noise=float(self.motion_noise), p_first_frames=float(self.p_first_frames),
                       p_drop_last=float(self.p_drop_last))
 

@@ -171,6 +171,11 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
             assert demo["step"] == "text" and "pretraining" in meta
     assert not (tmp_path / "work" / "base" / "text_encoder.safetensors").exists()
     assert kinds == {"vae": "vae", "text_encoder": "text_encoder", "mmdit": "mmdit", "upscaler": "upscaler"}
+    # The mouth weight only where audio can explain the mouth: the audio stages, not the text+video base.
+    from omnihuman_core.train.demo import FACE_WEIGHT, MOUTH_WEIGHT
+    for stage, mouth in (("base", 1.0), ("stage1", MOUTH_WEIGHT), ("stage2", MOUTH_WEIGHT)):
+        recipe = json.loads(read_metadata(tmp_path / "work" / stage / "mmdit.safetensors")["recipe"])
+        assert (recipe["face_weight"], recipe["mouth_weight"]) == (FACE_WEIGHT, mouth), stage
     defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
     assert defaults["segment_frames"] == 9 and defaults["motion_frames"] == 5 and defaults["steps"] == 20
     stamp = (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns
@@ -188,12 +193,12 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
 def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
                                                                                         capsys):
     out = tmp_path / "p.safetensors"
-    assert mmdit(["--out", str(out), "--p-drop-last", "0.5", "--p-first-frames", "0.25"], dataset, vae_file, tmp_path,
-                 "base") == 0
+    assert mmdit(["--out", str(out), "--p-drop-last", "0.5", "--p-first-frames", "0.25", "--mouth-weight", "3"], dataset,
+                 vae_file, tmp_path, "base") == 0
     recipe = json.loads(read_metadata(out)["recipe"])
-    assert recipe["p_drop_last"] == 0.5 and recipe["p_first_frames"] == 0.25
+    assert recipe["p_drop_last"] == 0.5 and recipe["p_first_frames"] == 0.25 and recipe["mouth_weight"] == 3
     # Resuming that run with the old default is refused, naming the setting.
-    assert mmdit(["--out", str(out), "--steps", "3"], dataset, vae_file, tmp_path, "base") == 2
+    assert mmdit(["--out", str(out), "--steps", "3", "--mouth-weight", "3"], dataset, vae_file, tmp_path, "base") == 2
     assert "p_drop_last: checkpoint 0.5, now 0.1" in capsys.readouterr().err
     assert mmdit(["--out", str(out), "--p-drop-last", "1.5"], dataset, vae_file, tmp_path / "bad", "base") == 2
     assert "p_drop_last must be a probability" in capsys.readouterr().err

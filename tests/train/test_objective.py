@@ -13,7 +13,8 @@ from omnihuman_core.sampling.denoise import make_noise, sample_segment
 from omnihuman_core.sampling.flow import noised
 from omnihuman_core.sampling.guidance import Guidance
 from omnihuman_core.train.objective import (
-    ABLATIONS, Draws, Recipe, draw, encode_captions, flow_matching_loss, loss_from_draws, sample_timesteps,
+    ABLATIONS, Draws, Recipe, cell_weights, draw, encode_captions, flow_matching_loss, loss_from_draws, mouth_cells,
+    sample_timesteps,
 )
 from omnihuman_core.train.stages import STAGES, split_steps, trainable_parameters
 from .helpers import randomized, tiny_model, tiny_text
@@ -412,7 +413,41 @@ def test_face_weight_reweights_face_cells_per_frame_and_needs_the_mask():
         expected = ((err * cells).sum((2, 3)) / cells.sum((2, 3))).mean()
         assert torch.allclose(weighted, expected, atol=1e-5) and not torch.allclose(weighted, base)
     del batch["face"]
-    with pytest.raises(InputError, match="face_weight 5 needs batch\\['face'\\]"):
+    with pytest.raises(InputError, match="face_weight 5 / mouth_weight 1 need batch\\['face'\\]"):
         loss_from_draws(model, tiny_text(), batch, Recipe(face_weight=5.0), "joint", draws)
     with pytest.raises(InputError):
         Recipe(face_weight=0)
+
+
+def test_mouth_cells_are_the_lower_middle_of_each_frames_face_box():
+    face = torch.zeros(3, 16, 16)
+    face[0, 2:9, 5:11] = 1  # the synthetic head's box at 128 px: rows 2-8, columns 5-10
+    face[1, 0:4, 12:16] = 1  # another frame, another place
+    mouth = mouth_cells(face)
+    assert sorted(map(tuple, mouth[0].nonzero().tolist())) == [(r, c) for r in (6, 7, 8) for c in (6, 7, 8, 9)]
+    assert sorted(map(tuple, mouth[1].nonzero().tolist())) == [(r, c) for r in (2, 3) for c in (13, 14)]
+    assert mouth[2].sum() == 0  # no face, no mouth
+    assert bool(((mouth > 0) <= (face > 0)).all())  # always inside the face
+
+
+def test_mouth_weight_replaces_the_face_weight_on_mouth_cells_and_needs_the_mask():
+    face = torch.zeros(1, 2, 16, 16)
+    face[:, :, 2:9, 5:11] = 1
+    w = cell_weights(face, Recipe(face_weight=2.0, mouth_weight=30.0))
+    mouth = mouth_cells(face) > 0
+    assert bool((w[mouth] == 30).all()) and bool((w[(face > 0) & ~mouth] == 2).all()) and bool((w[face == 0] == 1).all())
+    assert torch.equal(cell_weights(face, Recipe(face_weight=2.0)), 1 + face)
+    model = tiny_model().eval()
+    batch = make_batch()
+    draws = make_draws(extra=[True] * B)
+    with torch.no_grad():
+        batch["face"] = torch.zeros(B, T, H, W)
+        batch["face"][:, :, 0:H, 0:W] = 1.0
+        plain, _ = loss_from_draws(model, tiny_text(), batch, Recipe(), "joint", draws)
+        weighted, _ = loss_from_draws(model, tiny_text(), batch, Recipe(mouth_weight=10.0), "joint", draws)
+        assert not torch.allclose(weighted, plain)
+    del batch["face"]
+    with pytest.raises(InputError, match="mouth_weight 10 need batch\\['face'\\]"):
+        loss_from_draws(model, tiny_text(), batch, Recipe(mouth_weight=10.0), "joint", draws)
+    with pytest.raises(InputError, match="mouth_weight"):
+        Recipe(mouth_weight=-1)
