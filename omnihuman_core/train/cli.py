@@ -16,13 +16,14 @@ EXPORT_DTYPES = ("float16", "bfloat16", "float32")
 # What the demo MMDiT is trained for and renders best at (written into its file as `render_defaults`,
 # read by RenderSettings.for_model): 128 px, 33-frame segments (its training windows), 5 motion frames,
 # few steps with a low shift (a 16x16-latent model needs less time at high noise than 480p ones).
-# Guidance: weak text, moderate audio, chosen on the shipped demo model (6 held-out clips, `evaluate run
-# --text-scale --audio-scale`; BENCHMARKS.md, "Guidance"): text 2 / audio 4 had the lowest FD (121; 2/12: 131,
-# 1/4: 146, 1/1: 159) and identity 0.641 (2/12: 0.544) at the same lip sync (0.240; 2/12: 0.258). Stronger
-# guidance moves the hands more but smears the character; weaker renders a still, washed-out figure.
+# Guidance: weak text, stronger audio, chosen on the shipped demo model (6 held-out clips, `evaluate run
+# --text-scale --audio-scale`; BENCHMARKS.md, "Guidance"): with the mouth weight its audio branch works, and
+# audio 8 had the best lip sync (0.547; 4: 0.444, 12: 0.537) at no cost in identity (0.703; 4: 0.693). On the
+# model before the mouth weight, audio 4 had been best (its audio branch barely worked; stronger guidance only
+# smeared the character).
 DEMO_RENDER_DEFAULTS = {
     "fps": 24.0, "segment_frames": 33, "motion_frames": 5, "short_side": 128, "steps": 20, "shift": 3.0,
-    "text_scale": 2.0, "audio_scale": 4.0, "delta": 4.0,
+    "text_scale": 2.0, "audio_scale": 8.0, "delta": 4.0,
 }
 
 
