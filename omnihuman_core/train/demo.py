@@ -38,8 +38,8 @@ TEXT_BATCH, TEXT_LR, TEXT_WARMUP = 64, 1e-3, 50
 FACE_WEIGHT = 2.0
 # Mouth cells (the lower middle of the face box, objective.mouth_cells) weigh this much in the audio stages
 # (stage 1, stage 2; the base has no audio to explain the mouth with). With the face weight alone the demo
-# model learnt almost no lip sync in its budget (BENCHMARKS.md, "Is the audio branch learning"); see there
-# for the run that chose 30.
+# model learnt almost no lip sync in its budget; 30 made its audio branch learn ~4x faster per minute
+# (BENCHMARKS.md, "Why the audio branch learnt so little, and the mouth weight").
 MOUTH_WEIGHT = 30.0
 # Motion-latent noise augmentation (Recipe.motion_noise) is off: a run with 0.1 (and the base stage cut to a
 # quarter of the MMDiT minutes) moved the hands twice as much but kept the characters less well, and the
