@@ -10,7 +10,8 @@ which keeps `<clip id>.mp4` for every clip it scored:
         --work-dir runs/renders --out runs/renders/run.json
     .venv/bin/python scripts/mouth_by_speech.py --data data/synth --renders runs/renders --clips 4
 
-Prints one line per clip and one JSON object with the means; docs: BENCHMARKS.md (the demo model).
+Prints one line per clip on stderr and one JSON object with the means on stdout (so `> file.json` keeps it);
+docs: BENCHMARKS.md (the demo model).
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
                          "std": float(track.std())}
         rows.append(row)
         print(f"{clip.id}: mouth opening in speech / silence: model {_f(row['model']['speech'])} / "
-              f"{_f(row['model']['silence'])}, ground truth {_f(row['gt']['speech'])} / {_f(row['gt']['silence'])}")
+              f"{_f(row['model']['silence'])}, ground truth {_f(row['gt']['speech'])} / {_f(row['gt']['silence'])}",
+              file=sys.stderr)
     both = [r for r in rows if r["speech_frames"] and r["silent_frames"]]
     summary = {k: float(np.mean([r[k]["speech"] - r[k]["silence"] for r in both])) if both else None
                for k in ("model", "gt")}

@@ -74,9 +74,9 @@ class Recipe(ModelConfig):
     # normalised, so the loss keeps its scale.
     face_weight: float = 1.0
     # Loss weight of the mouth cells: the lower middle of each frame's face box (`mouth_cells`), replacing the
-    # face weight there; 1 = no extra weight. Even face-weighted, the mouth is ~9 of ~300 weighted cells of a
-    # frame and the only region whose motion the audio alone explains, so the audio branch's gradient is
-    # mostly noise from the rest of the frame; weighting the mouth aims it at lip sync.
+    # face weight there; 1 = no extra weight. The mouth is ~12 of a 128 px frame's 256 latent cells and the only
+    # region whose motion only the audio explains, so even face-weighted the audio branch's gradient is mostly
+    # noise from the rest of the frame; weighting the mouth aims it at lip sync.
     mouth_weight: float = 1.0
     # Noise on the pinned motion latents (noise augmentation of the continuation frames): each pinned
     # sample's motion latents are moved along the flow path to a time drawn uniformly in [0, motion_noise].

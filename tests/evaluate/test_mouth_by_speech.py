@@ -10,7 +10,6 @@ from omnihuman_core.evaluate.run import dataset_split
 from omnihuman_core.synth import write_dataset
 
 
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("mouth")
