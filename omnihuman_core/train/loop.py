@@ -163,6 +163,18 @@ def _json_safe(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def _with_added_later(record: Mapping, added_later: Mapping) -> dict:
+    """`record` with every key of `added_later` it lacks filled in, nested mappings recursively: a run record
+    written before a setting existed then reads as having that setting's old value."""
+    out = dict(record)
+    for k, v in added_later.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, Mapping) and isinstance(out[k], Mapping):
+            out[k] = _with_added_later(out[k], v)
+    return out
+
+
 def _describe_difference(saved: Mapping, now: Mapping, prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(saved) | set(now)):
@@ -187,6 +199,7 @@ class Trainer:
         out_dir,
         *,
         run_info: Mapping[str, Any] | None = None,
+        added_later: Mapping[str, Any] | None = None,
         dist: D.DistInfo | None = None,
         log: Callable[[str], None] | None = _stderr,
     ):
@@ -199,6 +212,10 @@ class Trainer:
         self.loss_fn = loss_fn
         self.batches = batches
         self.run_info = _json_safe(dict(run_info or {}))
+        # Settings of run_info added after checkpoints were already being written, each with the value every
+        # earlier run trained with (nested like run_info): a checkpoint that lacks one still resumes when this
+        # run uses that value, and is refused, naming the setting, when it does not.
+        self.added_later = _json_safe(dict(added_later or {}))
         seen: set[int] = set()
         self.params = [p for p in params if not (id(p) in seen or seen.add(id(p)))]
         if not self.params:
@@ -316,7 +333,8 @@ class Trainer:
             raise InputError(f"{path} has checkpoint format {state.get('format')!r}, this trainer writes "
                              f"{CHECKPOINT_FORMAT}; delete it or use a new work folder")
         saved_cfg, saved_run = json.loads(state["config"]), json.loads(state["run_info"])
-        now_cfg, now_run = _json_safe(self.config.identity()), self.run_info
+        saved_run = _with_added_later(saved_run, self.added_later)
+        now_cfg, now_run = _json_safe(self.config.identity()), _with_added_later(self.run_info, self.added_later)
         if saved_cfg != now_cfg or saved_run != now_run:
             diff = _describe_difference({"train": saved_cfg, **saved_run}, {"train": now_cfg, **now_run})
             raise InputError(

@@ -89,8 +89,10 @@ def _fingerprint(path) -> str | None:
     return file_fingerprint(path) if path is not None else None
 
 
-# Settings added after the first checkpoints were written, with the value every earlier run trained with.
-_LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1}
+# Recipe settings added after the first checkpoints were written, with the value every earlier run trained
+# with (in both the recipe and the MMDiTSettings record): Trainer(added_later=...) fills them into an older
+# checkpoint's record, so it resumes when this run uses that value.
+_LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1, "mouth_weight": 1.0}
 
 
 # Metadata an exported MMDiT copies from each file it started from, so that a fine-tuned file still says how
@@ -115,12 +117,6 @@ def started_from_record(start_files: dict) -> dict:
                     entry[key] = meta[key]
         record[role] = entry
     return record
-
-
-def _without_later_defaults(d: dict, keys=("motion_noise",)) -> dict:
-    """`d` without the later-added `keys` that hold their old value: checkpoints from before those options
-    resume unchanged."""
-    return {k: v for k, v in d.items() if not (k in keys and v == _LATER_SETTINGS[k])}
 
 
 def render_defaults(settings: MMDiTSettings, recipe, fps: float, frame_size, temporal_factor: int) -> dict:
@@ -268,15 +264,16 @@ def train_mmdit(
         "model": "mmdit", "stage": stage, "mmdit_config": model_config.to_dict(),
         "text_encoder": text.config.to_dict() if hasattr(text, "config") and hasattr(text.config, "to_dict")
         else str(text_encoder),
-        "recipe": _without_later_defaults(recipe.to_dict()),
-        "settings": _without_later_defaults(asdict(settings), tuple(_LATER_SETTINGS)),
+        "recipe": recipe.to_dict(),
+        "settings": asdict(settings),
         "cache": _cache_fingerprint(cache_dir),
         "start": {k: v["fingerprint"] for k, v in started_from.items()},
         "text_encoder_file": _fingerprint(text_encoder) if text_encoder is not None and Path(text_encoder).is_file()
         else None,
         "world": dist.world, "fsdp": bool(fsdp),
     }
-    trainer = Trainer(modules, params, loss_fn, batches, config, work_dir, run_info=run_info, dist=dist, log=say)
+    trainer = Trainer(modules, params, loss_fn, batches, config, work_dir, run_info=run_info,
+                      added_later={"recipe": _LATER_SETTINGS, "settings": _LATER_SETTINGS}, dist=dist, log=say)
     trainer.resume()
     n_train = sum(p.numel() for p in params)
     say(f"MMDiT {stage} ({settings.preset}, audio {model_config.audio_mode}, recipe {recipe.reference_mode}): "

@@ -138,6 +138,27 @@ def test_mmdit_resume_against_another_config_names_both(dataset, vae_file, tmp_p
     assert "checkpoint config" in err and "this run's config" in err
 
 
+def test_mmdit_checkpoint_without_the_mouth_weight_resumes(dataset, vae_file, tmp_path, capsys):
+    """A checkpoint written before Recipe.mouth_weight existed trained at its old value (1): it resumes at 1 and
+    is refused, with the reason, at another mouth weight."""
+    out = str(tmp_path / "b.safetensors")
+    assert mmdit(["--out", out, "--max-minutes", "0"], dataset, vae_file, tmp_path, "base") == 0
+    ckpt = tmp_path / "work_base" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    run = json.loads(state["run_info"])
+    assert run["recipe"]["mouth_weight"] == 1.0
+    for part in ("recipe", "settings"):
+        del run[part]["mouth_weight"]
+    state["run_info"] = json.dumps(run, sort_keys=True)
+    torch.save(state, ckpt)
+    capsys.readouterr()
+    assert mmdit(["--out", out, "--max-minutes", "0", "--mouth-weight", "30"], dataset, vae_file, tmp_path,
+                 "base") == 2
+    assert "recipe.mouth_weight: checkpoint 1.0, now 30.0" in capsys.readouterr().err
+    assert mmdit(["--out", out, "--max-minutes", "0"], dataset, vae_file, tmp_path, "base") == 0
+    assert "resumed" in capsys.readouterr().err
+
+
 def test_upscaler_command(dataset, vae_file, tmp_path):
     out = tmp_path / "up.safetensors"
     code = main(["train", "upscaler", "--data", str(dataset), "--vae", str(vae_file), "--out", str(out), "--work",

@@ -164,6 +164,28 @@ def test_resume_with_other_settings_names_both_configs(tmp_path):
     assert longer.resume() and longer.run().step == 5
 
 
+def test_checkpoint_from_before_a_setting_existed_resumes_at_its_old_value(tmp_path):
+    old, _ = make(tmp_path, steps=2, run_info={"m": 1, "recipe": {"a": 1}})
+    old.run()
+
+    def later(run_info, added_later):
+        trainer, _ = make(tmp_path, steps=4, run_info=run_info)
+        trainer.added_later = added_later
+        return trainer
+
+    # The new setting at the value the old run trained with: resumes.
+    same = later({"m": 1, "recipe": {"a": 1, "w": 1.0}}, {"recipe": {"w": 1.0}})
+    assert same.resume() and same.step == 2
+    # At another value: refused, naming the setting and the old value it stands for.
+    other = later({"m": 1, "recipe": {"a": 1, "w": 30.0}}, {"recipe": {"w": 1.0}})
+    with pytest.raises(InputError, match="recipe.w: checkpoint 1.0, now 30.0"):
+        other.resume()
+    # Without the declaration, a missing setting is a difference like any other.
+    undeclared = later({"m": 1, "recipe": {"a": 1, "w": 1.0}}, {})
+    with pytest.raises(InputError, match="recipe.w: checkpoint '<absent>', now 1.0"):
+        undeclared.resume()
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     trainer, _ = make(tmp_path, steps=3)
     trainer.run()
