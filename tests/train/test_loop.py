@@ -36,7 +36,7 @@ class Batches:
         return {"x": x, "y": x[:, :3].sin()}
 
 
-def make(tmp, steps=8, seed=0, run_info=None, batches=None, **cfg):
+def make(tmp, steps=8, seed=0, run_info=None, batches=None, added_later=None, **cfg):
     torch.manual_seed(seed)
     model = Toy()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -50,7 +50,7 @@ def make(tmp, steps=8, seed=0, run_info=None, batches=None, **cfg):
     settings.update(cfg)
     config = TrainConfig(steps=steps, seed=seed, **settings)
     trainer = Trainer({"toy": model}, params, loss_fn, batches or Batches(), config, tmp, run_info=run_info or {"m": 1},
-                      log=None)
+                      added_later=added_later, log=None)
     return trainer, model
 
 
@@ -169,9 +169,7 @@ def test_checkpoint_from_before_a_setting_existed_resumes_at_its_old_value(tmp_p
     old.run()
 
     def later(run_info, added_later):
-        trainer, _ = make(tmp_path, steps=4, run_info=run_info)
-        trainer.added_later = added_later
-        return trainer
+        return make(tmp_path, steps=4, run_info=run_info, added_later=added_later)[0]
 
     # The new setting at the value the old run trained with: resumes.
     same = later({"m": 1, "recipe": {"a": 1, "w": 1.0}}, {"recipe": {"w": 1.0}})
