@@ -74,6 +74,10 @@ def add_evaluate_parser(subparsers) -> None:
                    help="the image the model renders from: neutral (default, the benchmark: the character's idle "
                    "reference) or action_frame (diagnostic: the clip's ground-truth frame mid-action; tells whether "
                    "a model takes the action from the frame rather than the prompt)")
+    p.add_argument("--segment-frames", type=int,
+                   help="without --mmdit: cut each clip into segments of this many frames (5 motion frames "
+                   "overlapping) and score the actions per segment, as a model with these segments is scored "
+                   "(the demo model: 33); default one segment per 121 frames. With --mmdit: the model's own")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("drift", help="long videos from concatenated held-out audios: first vs last window")
@@ -142,7 +146,8 @@ def _cmd_run(args) -> int:
     from .run import run_benchmark
 
     result = run_benchmark(args.data, clips=args.clips, vae=args.vae if args.mmdit is None else None,
-                           reference_source=args.reference_source, **_common(args))
+                           reference_source=args.reference_source, segment_frames=args.segment_frames,
+                           **_common(args))
     print(json.dumps(result["summary"], indent=1))
     for k, v in result["unavailable"].items():
         print(f"note ({k}): {v}", file=sys.stderr)

@@ -407,10 +407,12 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                   steps: int | None = None, text_scale: float | None = None,
                   audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
                   out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
-                  vae=None, reference_source: str = "neutral") -> dict:
+                  vae=None, reference_source: str = "neutral", segment_frames: int | None = None) -> dict:
     """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
 
     `vae` (a .safetensors path, only without `model`): also measure every clip after a VAE round trip.
+    `segment_frames` (only without `model`): the segments the actions are scored per, so that the ground truth
+    and VAE rows are scored on the spans a model with those segments is (a model uses its own).
     `reference_source`: see REFERENCE_SOURCES (action_frame is a diagnostic, not the benchmark).
     """
     from ..pipeline.segments import plan_segments
@@ -427,6 +429,9 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                          "(drop one of them)")
     if reference_source != "neutral" and model is None:
         raise InputError("--reference-source sets the image a model renders from; pass --mmdit too")
+    if segment_frames is not None and model is not None:
+        raise InputError("--segment-frames is for runs without --mmdit; a model is scored on its own segments")
+    plain = RenderSettings(segment_frames=segment_frames) if segment_frames is not None else RenderSettings()
     eval_clips = dataset_split(data_dir, split, clips)
     # Before any rendering, so a clip without labels fails the run at once.
     oracle = {c.id: action_frame_index(c) for c in eval_clips} if reference_source == "action_frame" else {}
@@ -435,7 +440,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
                          text_scale=text_scale, audio_scale=audio_scale) \
         if model is not None else None
-    settings = renderer.settings if renderer is not None else RenderSettings()
+    settings = renderer.settings if renderer is not None else plain
     temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="omnihuman-eval-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -131,6 +131,9 @@ def add_train_parser(sub) -> None:
     m.add_argument("--mouth-weight", type=float, default=1.0,
                    help="loss weight of the mouth cells (the lower middle of each face box) instead of the face "
                    "weight there; 1 = off (default)")
+    m.add_argument("--motion-weight", type=float, default=1.0,
+                   help="loss weight of the 10%% of each window's latent cells that move most (the action's; no labels "
+                   "needed); 1 = off (default)")
     m.add_argument("--motion-noise", type=float, default=0.0,
                    help="noise augmentation of the pinned motion latents: flow time drawn in [0, this] per sample "
                    "(the exported model renders with half of it); 0 = off (default)")
@@ -239,7 +242,8 @@ def _cmd_mmdit(args: argparse.Namespace) -> int:
     settings = MMDiTSettings(
         stage=args.stage, preset=args.preset, text_preset=args.text_preset or args.preset, audio_mode=args.audio_mode,
         reference_mode=args.recipe_reference_mode, frames=args.frames, windows_per_clip=args.windows_per_clip,
-        max_clips=args.max_clips, face_weight=args.face_weight, mouth_weight=args.mouth_weight, motion_noise=args.motion_noise,
+        max_clips=args.max_clips, face_weight=args.face_weight, mouth_weight=args.mouth_weight,
+        motion_weight=args.motion_weight, motion_noise=args.motion_noise,
         p_first_frames=args.p_first_frames, p_drop_last=args.p_drop_last)
     config = _train_config(args, **settings.default_train_config())
     dist = D.setup(args.device)

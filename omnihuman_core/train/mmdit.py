@@ -47,6 +47,7 @@ class MMDiTSettings:
     split: str = "train"
     face_weight: float = 1.0  # loss weight of face cells (Recipe.face_weight); needs face boxes in the data
     mouth_weight: float = 1.0  # loss weight of the face box's mouth cells (Recipe.mouth_weight)
+    motion_weight: float = 1.0  # loss weight of each window's moving cells (Recipe.motion_weight)
     motion_noise: float = 0.0  # noise on the pinned motion latents (Recipe.motion_noise); 0 = off
     # How often the window is conditioned on its pinned first frames / drops its pseudo last frame
     # (Recipe.p_first_frames / p_drop_last). Both frames show the window's pose, so every sample that has one
@@ -63,7 +64,7 @@ class MMDiTSettings:
         from .objective import Recipe
 
         return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight),
-                      mouth_weight=float(self.mouth_weight),
+                      mouth_weight=float(self.mouth_weight), motion_weight=float(self.motion_weight),
                       motion_noise=float(self.motion_noise), p_first_frames=float(self.p_first_frames),
                       p_drop_last=float(self.p_drop_last))
 
@@ -92,7 +93,8 @@ def _fingerprint(path) -> str | None:
 # Recipe settings added after the first checkpoints were written, with the value every earlier run trained
 # with (in both the recipe and the MMDiTSettings record): Trainer(added_later=...) fills them into an older
 # checkpoint's record, so it resumes when this run uses that value.
-_LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1, "mouth_weight": 1.0}
+_LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1, "mouth_weight": 1.0,
+                   "motion_weight": 1.0}
 
 
 # Metadata an exported MMDiT copies from each file it started from, so that a fine-tuned file still says how

@@ -78,6 +78,13 @@ class Recipe(ModelConfig):
     # region whose motion only the audio explains, so even face-weighted the audio branch's gradient is mostly
     # noise from the rest of the frame; weighting the mouth aims it at lip sync.
     mouth_weight: float = 1.0
+    # Loss weight of the moving cells: the MOVING_SHARE of each window's latent cells whose clean latents vary
+    # most over the window's frames (`moving_cells`; no labels needed), where the others' weight is below it;
+    # 1 = no extra weight. An action (a wave, a nod, raised arms) moves a few cells of a 128 px frame, so in a
+    # plain mean the loss it explains is a sliver of a loss dominated by the static background and the
+    # character's looks, and the caption's action words are learnt last (BENCHMARKS.md, "Why the demo model
+    # ignores the action in its prompt"); the mouth weight's reason, for the motion the text explains.
+    motion_weight: float = 1.0
     # Noise on the pinned motion latents (noise augmentation of the continuation frames): each pinned
     # sample's motion latents are moved along the flow path to a time drawn uniformly in [0, motion_noise].
     # In training they are exact encodings of real frames; in a long render they are re-encodings of the
@@ -104,7 +111,7 @@ class Recipe(ModelConfig):
         if isinstance(mn, bool) or not isinstance(mn, (int, float)) or not math.isfinite(mn) or not 0 <= mn < 1:
             problems.append(f"motion_noise must be a flow time in [0, 1), got {mn!r}")
         for name, low in (("delta", 0.0), ("logit_normal_std", 0.0), ("face_weight", 0.0),
-                          ("mouth_weight", 0.0)):
+                          ("mouth_weight", 0.0), ("motion_weight", 0.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= low:
                 problems.append(f"{name} must be a number > 0, got {v!r}")
@@ -148,11 +155,34 @@ def mouth_cells(face: torch.Tensor) -> torch.Tensor:
     return (in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2) & (face > 0)).to(face.dtype)
 
 
-def cell_weights(face: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """Loss weight of every latent cell: 1, `face_weight` inside a face box, `mouth_weight` on its mouth."""
+# The share of a window's latent cells `moving_cells` marks: at 128 px (16 x 16 cells) 26 cells, about what
+# a waving arm and hand sweep over a 33-frame window on the synthetic characters.
+MOVING_SHARE = 0.1
+
+
+def moving_cells(latents: torch.Tensor, share: float = MOVING_SHARE) -> torch.Tensor:
+    """`[B, 1, h, w]` 0/1: per sample, the `share` of cells whose clean latents `[B, C, t, h, w]` vary most over
+    the window's t latent frames (standard deviation over time, mean over channels). A window without motion
+    (t == 1, or every cell still) marks nothing: there is no motion to weight."""
+    B, C, t, h, w = latents.shape
+    if t < 2:
+        return latents.new_zeros(B, 1, h, w)
+    spread = latents.float().std(dim=2).mean(dim=1).flatten(1)  # [B, h*w]
+    k = max(1, int(round(share * h * w)))
+    top = spread.topk(k, dim=1)
+    mask = torch.zeros_like(spread).scatter_(1, top.indices, (top.values > 0).to(spread.dtype))
+    return mask.view(B, 1, h, w)
+
+
+def cell_weights(face: torch.Tensor, recipe: Recipe, moving: torch.Tensor | None = None) -> torch.Tensor:
+    """Loss weight of every latent cell: 1, `face_weight` inside a face box, `mouth_weight` on its mouth,
+    at least `motion_weight` on the moving cells (`moving`, `[B, 1, h, w]`, broadcast over the frames)."""
     weights = 1.0 + (recipe.face_weight - 1.0) * face
     if recipe.mouth_weight != 1.0:
         weights = torch.where(mouth_cells(face) > 0, torch.full_like(weights, recipe.mouth_weight), weights)
+    if recipe.motion_weight != 1.0 and moving is not None:
+        # The larger of the two where a moving cell lies in the face: a moving mouth keeps its mouth weight.
+        weights = torch.where(moving > 0, weights.clamp(min=recipe.motion_weight), weights)
     return weights
 
 
@@ -326,8 +356,12 @@ def loss_from_draws(model: nn.Module, text_encoder: nn.Module, batch: Mapping[st
                   frame_positions=positions, text_mask=text_mask[rows])
         forwards += 1
         err = (free.output(v).float() - target[rows]).pow(2).mean(dim=1)  # [n, t, h, w]
-        if recipe.face_weight != 1.0 or recipe.mouth_weight != 1.0:
-            cells = cell_weights(batch["face"].to(device=device, dtype=torch.float32)[rows], recipe)
+        if recipe.face_weight != 1.0 or recipe.mouth_weight != 1.0 or recipe.motion_weight != 1.0:
+            moving = moving_cells(x0[rows]) if recipe.motion_weight != 1.0 else None
+            # The moving cells come from the latents: a motion weight alone needs no face boxes.
+            face = batch["face"].to(device=device, dtype=torch.float32)[rows] if "face" in batch \
+                else x0.new_zeros(n, t, h, w)
+            cells = cell_weights(face, recipe, moving)
             err = (err * cells).sum(dim=(2, 3)) / cells.sum(dim=(2, 3))  # [n, t] per-frame weighted MSE
         else:
             err = err.mean(dim=(2, 3))  # [n, t] per-frame MSE

@@ -194,6 +194,22 @@ def test_vae_round_trip_is_measured_next_to_the_ground_truth(world, capsys):
                       progress=None)
 
 
+def test_runs_without_a_model_score_actions_on_the_segments_asked_for(world, capsys):
+    # The round trip is the ceiling of a model rendering 33-frame segments only when it is scored on the same
+    # spans: one per 33-frame segment (5 overlapping), not one per 121 frames.
+    short = run_benchmark(world / "data", clips=1, probes_path=PROBES, segment_frames=9, progress=None)
+    whole = run_benchmark(world / "data", clips=1, probes_path=PROBES, progress=None)
+    n = short["clips"][0]["gt"]["frames"]  # 41 frames: segments of 9 frames adding 4 each
+    assert short["summary"]["gt"]["action_units"] > whole["summary"]["gt"]["action_units"] >= 1
+    assert len(short["clips"][0]["prompts"]) == 1 + -(-(n - 9) // 4)
+    assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "1",
+                 "--segment-frames", "30", "--out", str(world / "s.json")]) == 2
+    assert "segment_frames must be 1 + 4k" in capsys.readouterr().err and not (world / "s.json").exists()
+    with pytest.raises(InputError, match="scored on its own segments"):
+        run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world), segment_frames=33,
+                      progress=None)
+
+
 def test_vae_round_trip_keeps_every_frame_and_pads_inside_windows():
     import numpy as np
     import torch

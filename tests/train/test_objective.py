@@ -14,7 +14,7 @@ from omnihuman_core.sampling.flow import noised
 from omnihuman_core.sampling.guidance import Guidance
 from omnihuman_core.train.objective import (
     ABLATIONS, Draws, Recipe, cell_weights, draw, encode_captions, flow_matching_loss, loss_from_draws, mouth_cells,
-    sample_timesteps,
+    moving_cells, sample_timesteps,
 )
 from omnihuman_core.train.stages import STAGES, split_steps, trainable_parameters
 from .helpers import randomized, tiny_model, tiny_text
@@ -451,3 +451,40 @@ def test_mouth_weight_replaces_the_face_weight_on_mouth_cells_and_needs_the_mask
         loss_from_draws(model, tiny_text(), batch, Recipe(mouth_weight=10.0), "joint", draws)
     with pytest.raises(InputError, match="mouth_weight"):
         Recipe(mouth_weight=-1)
+
+
+# ---- motion weight ---------------------------------------------------------------------------------------
+def test_moving_cells_are_the_share_of_cells_that_vary_most_over_the_window():
+    latents = torch.zeros(2, 4, 5, 10, 10)  # 100 cells, so a share of 0.1 marks 10
+    latents[0, :, :, 3, 0:4] = torch.arange(5.0).view(1, 5, 1)  # a still background but for 4 moving cells
+    latents[0, 1, :, 7, 7] = torch.tensor([0.0, 1, 0, 1, 0]) * 9  # and one that moves most
+    latents[1] = torch.randn(4, 1, 10, 10)  # the second window: nothing moves (every frame the same)
+    moving = moving_cells(latents, share=0.1)
+    assert moving.shape == (2, 1, 10, 10)
+    # Only cells that move are marked, however few: a still cell is never "moving".
+    assert sorted(map(tuple, moving[0, 0].nonzero().tolist())) == [(3, 0), (3, 1), (3, 2), (3, 3), (7, 7)]
+    assert moving[1].sum() == 0
+    assert moving_cells(latents[:, :, :1]).sum() == 0  # one latent frame: no motion to see
+    noisy = torch.randn(3, 4, 5, 16, 16)
+    assert moving_cells(noisy).sum((1, 2, 3)).tolist() == [26.0] * 3  # the default share of 256 cells
+
+
+def test_motion_weight_raises_the_moving_cells_and_needs_no_face_boxes():
+    face = torch.zeros(1, 2, 16, 16)
+    face[:, :, 2:9, 5:11] = 1
+    moving = torch.zeros(1, 1, 16, 16)
+    moving[0, 0, 12, 3] = 1  # a hand, outside the face
+    moving[0, 0, 7, 7] = 1  # the mouth, which keeps its larger weight
+    w = cell_weights(face, Recipe(face_weight=2.0, mouth_weight=30.0, motion_weight=10.0), moving)
+    assert bool((w[:, :, 12, 3] == 10).all()) and bool((w[:, :, 7, 7] == 30).all())
+    assert torch.equal(cell_weights(face, Recipe(face_weight=2.0, motion_weight=10.0), None), 1 + face)
+    model = tiny_model().eval()
+    batch = make_batch()
+    batch.pop("face", None)
+    draws = make_draws(extra=[True] * B)
+    with torch.no_grad():
+        plain, _ = loss_from_draws(model, tiny_text(), batch, Recipe(), "joint", draws)
+        weighted, _ = loss_from_draws(model, tiny_text(), batch, Recipe(motion_weight=10.0), "joint", draws)
+        assert not torch.allclose(weighted, plain)
+    with pytest.raises(InputError, match="motion_weight"):
+        Recipe(motion_weight=0)
