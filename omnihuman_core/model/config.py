@@ -55,6 +55,12 @@ class MMDiTConfig(ModelConfig):
     # Extra latent channels concatenated to `x` before patchify (`forward(..., cond=)`): 0 for System 1;
     # the super-resolution model (upscale/) feeds the low-res video's latent here.
     cond_channels: int = 0
+    # Pooled text in the shared conditioning (SD3's MMDiT adds a pooled text vector to the timestep embedding
+    # that drives every adaLN modulation): the masked mean of the text features, through an MLP whose output
+    # layer starts at zero, added to the timestep vector when the prompt is not null. A global path for what
+    # the whole clip should do, beside the per-token joint attention. False = timestep only (every file
+    # written before this option).
+    pooled_text: bool = False
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)

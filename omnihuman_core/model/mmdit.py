@@ -3,7 +3,7 @@
 Parameter names follow the branches, so a training recipe can take branches from different checkpoints
 (METHOD section 7, MM-branch warm-up):
   video:  patch_embed.*, blocks.{i}.video.*, final.*
-  text:   text_embed.*,  blocks.{i}.text.*
+  text:   text_embed.*,  blocks.{i}.text.*, text_pool.* (config.pooled_text)
   audio:  audio_embed.*, blocks.{i}.audio.* (branch mode) or blocks.{i}.audio_cross.* (cross-attention mode)
   shared: time_embed.*   (the timestep conditioning every branch reads)
 """
@@ -26,6 +26,7 @@ _TOP_LEVEL_BRANCH = {
     "patch_embed": "video",
     "final": "video",
     "text_embed": "text",
+    "text_pool": "text",
     "audio_embed": "audio",
     "time_embed": "shared",
 }
@@ -77,6 +78,7 @@ class MMDiT(nn.Module):
         self.text_embed = TokenEmbed(c.text_dim, c.hidden, **kw)
         self.audio_embed = TokenEmbed(c.audio_dim, c.hidden, **kw)
         self.time_embed = TimestepEmbedding(c.hidden, c.timestep_freq_dim, c.timestep_scale, **kw)
+        self.text_pool = TokenEmbed(c.text_dim, c.hidden, **kw) if c.pooled_text else None
         self.blocks = nn.ModuleList(
             JointBlock(
                 c.hidden,
@@ -103,6 +105,12 @@ class MMDiT(nn.Module):
             with torch.no_grad():
                 nn.init.normal_(lin.weight, std=0.02)
                 nn.init.zeros_(lin.bias)
+        if self.text_pool is not None:
+            # Zero output: a model gaining the pooled path starts as the model it was (see pooled_text).
+            init_module(self.text_pool)
+            with torch.no_grad():
+                nn.init.zeros_(self.text_pool.fc2.weight)
+                nn.init.zeros_(self.text_pool.fc2.bias)
         for block in self.blocks:
             block.init_weights()
         self.final.init_weights()
@@ -230,6 +238,8 @@ class MMDiT(nn.Module):
         else:
             t_audio, per_frame, audio_tokens = 0, 0, None
         cond = self.time_embed(timestep.reshape(-1).expand(B), dtype)
+        if self.text_pool is not None:
+            cond = cond + self._pooled_text(text.to(device=device, dtype=dtype), text_mask)
 
         rope = self.rope(frame_positions.to(device), (hp, wp), text.shape[1], t_audio, per_frame)
         mask = self._key_mask(text_mask, video.shape[1], t_audio * per_frame, device)
@@ -240,6 +250,17 @@ class MMDiT(nn.Module):
         out = self.final(video, cond)  # [B, tp*hp*wp, C*pt*ph*pw]
         out = out.reshape(B, tp, hp, wp, c.latent_channels, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
         return out.reshape(B, c.latent_channels, T, H, W)
+
+    def _pooled_text(self, text: torch.Tensor, text_mask: torch.Tensor | None) -> torch.Tensor:
+        """`[B, hidden]`: the MLP of the mean of the valid text features; exactly 0 for a null prompt (no valid
+        token), so the null-text passes of guidance see the timestep alone."""
+        if text_mask is None:
+            valid = torch.ones(text.shape[:2], device=text.device, dtype=text.dtype)
+        else:
+            valid = text_mask.to(device=text.device, dtype=text.dtype)
+        count = valid.sum(dim=1, keepdim=True)
+        mean = (text * valid.unsqueeze(-1)).sum(dim=1) / count.clamp(min=1)
+        return self.text_pool(mean) * (count > 0).to(text.dtype)
 
     def _key_mask(self, text_mask: torch.Tensor | None, n_video: int, n_audio: int, device) -> torch.Tensor | None:
         """Bool key mask `[B, 1, 1, N_joint]` hiding dropped text, or None when every token is valid.

@@ -55,6 +55,10 @@ class MMDiTSettings:
     # samples depend on the text.
     p_first_frames: float = 0.5
     p_drop_last: float = 0.1
+    # The MMDiT's pooled-text path (MMDiTConfig.pooled_text): a fresh model is built with it; a run starting
+    # from a file without it (--init) gains it with a zero output, so training starts from that file's renders.
+    # A file that has it keeps it either way.
+    pooled_text: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in MMDIT_STAGES:
@@ -94,7 +98,7 @@ def _fingerprint(path) -> str | None:
 # with (in both the recipe and the MMDiTSettings record): Trainer(added_later=...) fills them into an older
 # checkpoint's record, so it resumes when this run uses that value.
 _LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1, "mouth_weight": 1.0,
-                   "motion_weight": 1.0}
+                   "motion_weight": 1.0, "pooled_text": False}
 
 
 # Metadata an exported MMDiT copies from each file it started from, so that a fine-tuned file still says how
@@ -207,13 +211,19 @@ def train_mmdit(
         first = start_files.get("init") or start_files["base"]
         _, start_config = load_safetensors(first, "mmdit")
         model_config = MMDiTConfig.from_dict(start_config)
+        if settings.pooled_text and not model_config.pooled_text:
+            if stage == "stage2":
+                raise InputError("--pooled-text: stage 2 takes the text branch from the base; train the base (or "
+                                 "stage 1's --init) with it instead")
+            model_config = dataclasses.replace(model_config, pooled_text=True)
         if settings.audio_mode is not None and settings.audio_mode != model_config.audio_mode:
             raise InputError(f"{first} was trained with audio_mode {model_config.audio_mode!r}, this run asks for "
                              f"{settings.audio_mode!r}: train a base with --audio-mode {settings.audio_mode}")
     else:
         mel_dim = MelEncoder().dim
         overrides = {"audio_mode": settings.audio_mode or "branch", "latent_channels": vae_module.latent_channels,
-                     "audio_dim": mel_dim * settings.audio_window, "text_dim": int(text.dim)}
+                     "audio_dim": mel_dim * settings.audio_window, "text_dim": int(text.dim),
+                     "pooled_text": bool(settings.pooled_text)}
         model_config = MMDiTConfig.preset(settings.preset, **overrides)
     if model_config.latent_channels != vae_module.latent_channels:
         raise InputError(f"the MMDiT has {model_config.latent_channels} latent channels, the VAE "
@@ -243,6 +253,9 @@ def train_mmdit(
         load_into(model, build_stage2(b_state, s_state, model_config), start_files["base"])
     elif "init" in start_files:
         state, _ = load_safetensors(start_files["init"], "mmdit")
+        if model_config.pooled_text and not any(k.startswith("text_pool.") for k in state):
+            # Gaining the pooled-text path: its fresh weights, whose output starts at zero (see pooled_text).
+            state = {**{k: v for k, v in model.state_dict().items() if k.startswith("text_pool.")}, **state}
         load_into(model, state, start_files["init"])
     if getattr(text, "dim", None) != model_config.text_dim:
         raise InputError(f"the text encoder gives {text.dim}-dim features, the MMDiT expects "

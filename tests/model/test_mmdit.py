@@ -1,10 +1,13 @@
 """MMDiT mechanisms: joint attention, text mask, RoPE, adaLN-zero, extra frames, variants, dtypes."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from omnihuman_core.errors import InputError
 from omnihuman_core.model import MMDiT, MMDiTConfig
+from omnihuman_core.model.mmdit import branch_of_param
 
 
 def _close(a, b, atol=1e-5):
@@ -202,3 +205,33 @@ def test_batching_does_not_change_results_and_inputs_stay_untouched(random_model
             assert _close(together[b : b + 1], alone, atol=1e-5)
     for k, v in copies.items():
         assert torch.equal(v, i[k]), f"forward modified its input {k}"
+
+
+def test_pooled_text_is_a_global_text_path_that_starts_at_zero_and_ignores_null_text(random_model, make_inputs, forward):
+    model = random_model(pooled_text=True)
+    assert branch_of_param("text_pool.fc2.weight") == "text"  # taken from the base in stage 2, like the text branch
+    inputs = make_inputs(model.config, text_len=6)
+    mask = torch.tensor([[True, True, True, False, False, False], [True, False, True, True, True, False]])
+    base = forward(model, inputs, text_mask=mask)
+    scrambled = inputs["text"].clone()
+    scrambled[~mask] = torch.randn(int((~mask).sum()), model.config.text_dim) * 10
+    assert _close(base, forward(model, inputs, text=scrambled, text_mask=mask), atol=1e-6)
+    # The path matters: the same weights without it render differently.
+    without_pool = MMDiT(dataclasses.replace(model.config, pooled_text=False)).eval()
+    without_pool.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("text_pool.")})
+    assert not _close(base, forward(without_pool, inputs, text_mask=mask), atol=1e-3)
+    # A null prompt adds nothing: the same as the model without the path, and as no text tokens at all.
+    null = torch.zeros(2, 6, dtype=torch.bool)
+    assert _close(forward(model, inputs, text_mask=null), forward(without_pool, inputs, text_mask=null), atol=1e-6)
+    assert _close(forward(model, inputs, text=inputs["text"][:, :0]),
+                  forward(without_pool, inputs, text=inputs["text"][:, :0]), atol=1e-6)
+    # A fresh path outputs zero: an existing model gaining it renders exactly as before.
+    fresh = MMDiT(model.config).eval()
+    fresh.load_state_dict({**model.state_dict(), **{k: v for k, v in fresh.state_dict().items()
+                                                    if k.startswith("text_pool.")}})
+    assert _close(forward(fresh, inputs, text_mask=mask), forward(without_pool, inputs, text_mask=mask), atol=1e-6)
+    model.train()
+    out = model(inputs["x"], inputs["timestep"], inputs["text"], inputs["audio"],
+                frame_positions=inputs["frame_positions"])
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.text_pool.parameters())

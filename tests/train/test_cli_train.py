@@ -159,6 +159,32 @@ def test_mmdit_checkpoint_without_the_mouth_weight_resumes(dataset, vae_file, tm
     assert "resumed" in capsys.readouterr().err
 
 
+def test_pooled_text_is_built_fresh_or_gained_from_an_init_file(dataset, vae_file, tmp_path, capsys):
+    from omnihuman_core.weights import load_safetensors
+
+    plain = tmp_path / "plain.safetensors"
+    assert mmdit(["--out", str(plain)], dataset, vae_file, tmp_path, "base") == 0
+    state, config = load_safetensors(plain, "mmdit")
+    assert not config.get("pooled_text") and not any(k.startswith("text_pool.") for k in state)
+    # Gained from a file without it: the run starts from that file's weights, the path at zero output.
+    gained = tmp_path / "gained.safetensors"
+    assert mmdit(["--out", str(gained), "--init", str(plain), "--pooled-text", "--steps", "1"], dataset, vae_file,
+                 tmp_path / "g", "base") == 0
+    state, config = load_safetensors(gained, "mmdit")
+    assert config["pooled_text"] and {"text_pool.fc1.weight", "text_pool.fc2.weight"} <= set(state)
+    # Stage 2 takes the text branch from the base, so it cannot gain the path itself.
+    s1 = tmp_path / "s1.safetensors"
+    assert mmdit(["--out", str(s1), "--init", str(plain)], dataset, vae_file, tmp_path, "stage1") == 0
+    capsys.readouterr()
+    assert mmdit(["--out", str(tmp_path / "s2.safetensors"), "--base", str(plain), "--stage1", str(s1),
+                  "--pooled-text"], dataset, vae_file, tmp_path, "stage2") == 2
+    assert "train the base" in capsys.readouterr().err
+    # A fresh model is built with it.
+    fresh = tmp_path / "fresh.safetensors"
+    assert mmdit(["--out", str(fresh), "--pooled-text"], dataset, vae_file, tmp_path / "f", "joint") == 0
+    assert load_safetensors(fresh, "mmdit")[1]["pooled_text"]
+
+
 def test_upscaler_command(dataset, vae_file, tmp_path):
     out = tmp_path / "up.safetensors"
     code = main(["train", "upscaler", "--data", str(dataset), "--vae", str(vae_file), "--out", str(out), "--work",
@@ -203,12 +229,15 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
     from omnihuman_core.train.cli import DEMO_RENDER_DEFAULTS
     assert (defaults["text_scale"], defaults["audio_scale"]) == (DEMO_RENDER_DEFAULTS["text_scale"],
                                                                  DEMO_RENDER_DEFAULTS["audio_scale"])
+    assert defaults["first_frame_from_reference"] is True
     # Guidance chosen after training reaches the shipped file by re-exporting, not by retraining.
     monkeypatch.setitem(DEMO_RENDER_DEFAULTS, "audio_scale", 7.5)
+    monkeypatch.setitem(DEMO_RENDER_DEFAULTS, "first_frame_from_reference", False)
     assert main(args) == 0  # everything done: only the export runs again
     assert (tmp_path / "work" / "stage2" / "mmdit.safetensors").stat().st_mtime_ns == stamp
     defaults = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["render_defaults"])
     assert defaults["audio_scale"] == 7.5 and defaults["segment_frames"] == 9
+    assert defaults["first_frame_from_reference"] is False
 
 
 def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
