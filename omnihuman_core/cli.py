@@ -125,6 +125,9 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--motion-noise", type=float, help="noise (flow time) added to the frames carried between "
                    "segments; a model trained with motion noise renders with half its range"
                    + model_default.format(d.motion_noise))
+    p.add_argument("--first-frame-from-reference", action=argparse.BooleanOptionalAction, default=None,
+                   help="also pin the image as the video's first frame (--no-...: let the model generate it)"
+                   + model_default.format(d.first_frame_from_reference))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
     p.add_argument("--work-dir", type=Path, help="keep finished segments here (resume after a crash)")
@@ -169,7 +172,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         weights, fps=args.fps, segment_frames=args.segment_frames, motion_frames=args.motion_frames,
         steps=args.steps, shift=args.shift, text_scale=args.text_scale, audio_scale=args.audio_scale,
         solver=args.solver, reference_mode=args.reference_mode, delta=args.delta, short_side=args.short_side,
-        motion_noise=args.motion_noise,
+        motion_noise=args.motion_noise, first_frame_from_reference=args.first_frame_from_reference,
     )
     settings.validate()  # bad numbers fail here, before any file is loaded
     schedule_path = getattr(args, "schedule", None)

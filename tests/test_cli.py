@@ -1,5 +1,6 @@
 """The CLI end to end on tiny random models: init -> generate -> an MP4 as long as the audio."""
 
+import json
 import math
 import wave
 
@@ -77,3 +78,12 @@ def test_schedule_and_prompt_together_is_refused(files, capsys):
     plan.write_text("{}")
     assert _generate(files, "--schedule", str(plan), "--prompt", "x", "--out", str(files / "b.mp4")) == 2
     assert "either --schedule or --prompt" in capsys.readouterr().err
+
+
+def test_first_frame_from_reference_can_be_set_either_way(files):
+    for flag, expected in (("--first-frame-from-reference", True), ("--no-first-frame-from-reference", False)):
+        work = files / f"work{expected}"
+        assert _generate(files, "--prompt", "a person talks", "--work-dir", str(work), flag,
+                         "--out", str(files / f"ff{expected}.mp4")) == 0
+        manifest = json.loads(next(work.rglob("manifest.json")).read_text())
+        assert manifest["fingerprint"]["settings"]["first_frame_from_reference"] is expected

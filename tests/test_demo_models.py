@@ -46,6 +46,7 @@ def test_mmdit_carries_render_defaults_the_cli_uses():
 
     assert (settings.text_scale, settings.audio_scale) == (DEMO_RENDER_DEFAULTS["text_scale"],
                                                            DEMO_RENDER_DEFAULTS["audio_scale"])
+    assert settings.first_frame_from_reference is DEMO_RENDER_DEFAULTS["first_frame_from_reference"] is True
 
 
 def test_demo_models_render_the_example(tmp_path):

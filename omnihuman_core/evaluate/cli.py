@@ -31,6 +31,8 @@ def _model_args(p: argparse.ArgumentParser, need_model: bool = False) -> None:
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's own setting)")
     p.add_argument("--text-scale", type=float, help="text guidance scale (default: the model's own setting)")
     p.add_argument("--audio-scale", type=float, help="audio guidance scale (default: the model's own setting)")
+    p.add_argument("--first-frame-from-reference", action=argparse.BooleanOptionalAction, default=None,
+                   help="also pin the image as each video's first frame (default: the model's own setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
@@ -115,7 +117,8 @@ def _common(args) -> dict:
 
     return dict(split=args.split, probes_path=args.probes, model=_model(args), reference_mode=args.reference_mode,
                 prompts=args.prompts, steps=args.steps, text_scale=args.text_scale,
-                audio_scale=args.audio_scale, seed=args.seed, device=args.device,
+                audio_scale=args.audio_scale, first_frame_from_reference=args.first_frame_from_reference,
+                seed=args.seed, device=args.device,
                 dtype=getattr(torch, args.dtype) if args.dtype else None, work_dir=args.work_dir, out=args.out,
                 label=args.label, progress=lambda m: print(m, file=sys.stderr, flush=True))
 

@@ -302,13 +302,16 @@ def _check_choices(prompts: str, reference_mode: str | None, reference_source: s
         raise InputError(f"--reference-mode must be one of {', '.join(REFERENCE_MODES)}, got {reference_mode!r}")
 
 
-def _check_guidance(model, text_scale, audio_scale) -> None:
+def _check_guidance(model, text_scale, audio_scale, first_frame_from_reference=None) -> None:
     if model is None and (text_scale is not None or audio_scale is not None):
         raise InputError("--text-scale / --audio-scale set how a model renders; pass --mmdit too (the ground truth "
                          "and the VAE round trip have no guidance)")
+    if model is None and first_frame_from_reference is not None:
+        raise InputError("--first-frame-from-reference sets how a model renders; pass --mmdit too")
 
 
-def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_scale=None, audio_scale=None):
+def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_scale=None, audio_scale=None,
+              first_frame_from_reference=None):
     from ..pipeline.generate import Renderer
     from ..pipeline.settings import RenderSettings
 
@@ -316,7 +319,8 @@ def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_s
         if not Path(path).is_file():
             raise InputError(f"{label} {path} does not exist")
     settings = RenderSettings.for_model(model.mmdit, steps=steps, reference_mode=reference_mode,
-                                        text_scale=text_scale, audio_scale=audio_scale)
+                                        text_scale=text_scale, audio_scale=audio_scale,
+                                        first_frame_from_reference=first_frame_from_reference)
     return Renderer.from_files(model.mmdit, model.vae, model.text_encoder, model.audio_encoder,
                                device=device, dtype=dtype, settings=settings)
 
@@ -407,7 +411,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                   steps: int | None = None, text_scale: float | None = None,
                   audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
                   out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
-                  vae=None, reference_source: str = "neutral", segment_frames: int | None = None) -> dict:
+                  vae=None, reference_source: str = "neutral", segment_frames: int | None = None,
+                  first_frame_from_reference: bool | None = None) -> dict:
     """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
 
     `vae` (a .safetensors path, only without `model`): also measure every clip after a VAE round trip.
@@ -421,7 +426,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode, reference_source)
-    _check_guidance(model, text_scale, audio_scale)
+    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference)
     out_path = _check_out(out) if out is not None else None
     check_probe_file(probes_path)
     if vae is not None and model is not None:
@@ -438,7 +443,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     probes = Probes.load(probes_path)
     vae_only = _load_vae(vae, device=device, dtype=dtype) if vae is not None else None
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
-                         text_scale=text_scale, audio_scale=audio_scale) \
+                         text_scale=text_scale, audio_scale=audio_scale,
+                         first_frame_from_reference=first_frame_from_reference) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else plain
     temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
@@ -510,7 +516,9 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
         "data": str(data_dir), "split": split, "seed": seed,
         "model_files": {k: str(v) for k, v in vars(model).items()} if model else None,
-        "settings": {**_settings_record(renderer, prompts, reference_mode), "reference_source": reference_source},
+        "settings": {**_settings_record(renderer, prompts, reference_mode), "reference_source": reference_source,
+                     **({} if renderer is not None else {"segment_frames": settings.segment_frames,
+                                                         "motion_frames": settings.motion_frames})},
         "probes": {"path": str(probes.path), "test": probes.report.get("test")},
         "summary": {"model": model_sum, "gt": gt_sum, "ratio": ratios(model_sum, gt_sum) if model_sum else None,
                     **({"vae": vae_sum, "vae_ratio": ratios(vae_sum, gt_sum), "vae_file": str(vae)} if vae_sum else {})},
@@ -555,7 +563,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
               model: ModelFiles | None = None, reference_mode: str | None = None, prompts: str = "schedule",
               steps: int | None = None, text_scale: float | None = None,
               audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None, out=None,
-              label: str | None = None, progress: Callable[[str], None] | None = print) -> dict:
+              label: str | None = None, progress: Callable[[str], None] | None = print,
+              first_frame_from_reference: bool | None = None) -> dict:
     """`videos` videos of `seconds` each: a held-out character (video v: the split's v-th) speaking held-out
     audios back to back, the last `window` seconds repeating the first ones.
 
@@ -575,7 +584,7 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode)
-    _check_guidance(model, text_scale, audio_scale)
+    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference)
     if not (isinstance(seconds, (int, float)) and isinstance(window, (int, float)) and 0 < 2 * window <= seconds):
         raise InputError(f"--seconds ({seconds!r}) must be at least twice --window ({window!r}), both positive")
     if isinstance(videos, bool) or not isinstance(videos, int) or videos < 1:
@@ -588,7 +597,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
                          "renders its ground truth from a character spec, which real data does not have")
     probes = Probes.load(probes_path)
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
-                         text_scale=text_scale, audio_scale=audio_scale) \
+                         text_scale=text_scale, audio_scale=audio_scale,
+                         first_frame_from_reference=first_frame_from_reference) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else RenderSettings()
     fps = settings.fps

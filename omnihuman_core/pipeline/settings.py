@@ -112,7 +112,13 @@ class RenderSettings:
         base = dataclasses.asdict(cls())
         if model_path is not None:
             base.update(model_render_defaults(model_path))
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("reference_mode", "pseudo_last_frame") != "pseudo_last_frame" \
+                and "first_frame_from_reference" not in given:
+            # A model whose defaults pin the image as the first frame, asked for another reference mode (the
+            # "reference" / "none" ablations), conditions on the image only that mode's way.
+            base["first_frame_from_reference"] = False
+        base.update(given)
         return cls.from_dict(base)
 
     @classmethod

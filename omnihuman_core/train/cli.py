@@ -21,10 +21,18 @@ EXPORT_DTYPES = ("float16", "bfloat16", "float32")
 # audio 8 had the best lip sync (0.547; 4: 0.444, 12: 0.537) at no cost in identity (0.703; 4: 0.693). On the
 # model before the mouth weight, audio 4 had been best (its audio branch barely worked; stronger guidance only
 # smeared the character).
+# First frame: the reference image is also pinned as the first frame of the first segment (the video starts on
+# the image; the pseudo last frame still conditions every segment). Left to generate its own first frame, the
+# demo model starts every video on a smeared character, and the first second is its worst: on the 16 held-out
+# clips pinning it raised identity, lip sync and action accuracy together (BENCHMARKS.md, "First frame from
+# the reference"). Recipe.render_defaults turns it off for the "reference" / "none" ablations.
 DEMO_RENDER_DEFAULTS = {
     "fps": 24.0, "segment_frames": 33, "motion_frames": 5, "short_side": 128, "steps": 20, "shift": 3.0,
-    "text_scale": 2.0, "audio_scale": 8.0, "delta": 4.0,
+    "text_scale": 2.0, "audio_scale": 8.0, "delta": 4.0, "first_frame_from_reference": True,
 }
+# The render defaults the demo chooses on its finished model (`train demo --only export` writes them over the
+# stage file's own, so changing one here and re-exporting updates the shipped file).
+DEMO_CHOSEN = ("text_scale", "audio_scale", "first_frame_from_reference")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -142,6 +150,9 @@ def add_train_parser(sub) -> None:
     m.add_argument("--p-drop-last", type=float, default=0.1,
                    help="probability a window drops its pseudo last frame (default 0.1); the frames it keeps show the "
                    "pose, so a higher value makes more windows read the action from the caption")
+    m.add_argument("--pooled-text", action="store_true",
+                   help="give the MMDiT the pooled-text path (the mean of the caption's features added to the timestep "
+                   "conditioning, as in SD3); a run from an --init file without it adds it with a zero output")
     m.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model with FSDP (large configs)")
     m.set_defaults(func=_cmd_mmdit)
 
@@ -243,7 +254,7 @@ def _cmd_mmdit(args: argparse.Namespace) -> int:
         stage=args.stage, preset=args.preset, text_preset=args.text_preset or args.preset, audio_mode=args.audio_mode,
         reference_mode=args.recipe_reference_mode, frames=args.frames, windows_per_clip=args.windows_per_clip,
         max_clips=args.max_clips, face_weight=args.face_weight, mouth_weight=args.mouth_weight,
-        motion_weight=args.motion_weight, motion_noise=args.motion_noise,
+        motion_weight=args.motion_weight, motion_noise=args.motion_noise, pooled_text=args.pooled_text,
         p_first_frames=args.p_first_frames, p_drop_last=args.p_drop_last)
     config = _train_config(args, **settings.default_train_config())
     dist = D.setup(args.device)

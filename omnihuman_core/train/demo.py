@@ -158,7 +158,7 @@ class _DemoRun:
         from ..synth import write_dataset
         from ..synth.dataset import INDEX_NAME
         from ..weights import load_safetensors, read_metadata, save_safetensors
-        from .cli import DEMO_RENDER_DEFAULTS
+        from .cli import DEMO_CHOSEN, DEMO_RENDER_DEFAULTS
         from .data import build_latent_cache
         from .loop import TrainConfig
         from .mmdit import MMDiTSettings, train_mmdit
@@ -266,10 +266,11 @@ class _DemoRun:
                 extra["demo"] = json.dumps({"step": step, "command": self.command, **record}, sort_keys=True)
                 if name == "mmdit":
                     # The stage file's own settings (reference mode, motion frames...) follow its recipe, but
-                    # the guidance scales are the demo's choice, measured on the finished model (train/cli.py):
+                    # the guidance scales and the first frame are the demo's choice (DEMO_CHOSEN), measured on the
+                    # finished model (train/cli.py):
                     # re-exporting (--only export) after changing them updates the shipped file.
                     own = json.loads(meta.get("render_defaults", "{}"))
-                    chosen = {k: DEMO_RENDER_DEFAULTS[k] for k in ("text_scale", "audio_scale")}
+                    chosen = {k: DEMO_RENDER_DEFAULTS[k] for k in DEMO_CHOSEN}
                     extra["render_defaults"] = json.dumps({**DEMO_RENDER_DEFAULTS, **own, **chosen}, sort_keys=True)
                 state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
                 save_safetensors(self.out_dir / f"{name}.safetensors", state, meta["omnihuman.kind"], config,

@@ -124,11 +124,16 @@ class Recipe(ModelConfig):
     def render_defaults(self, temporal_factor: int = 4) -> dict[str, Any]:
         """The RenderSettings a model trained with this recipe must be sampled with (for its file's
         `render_defaults`): the same reference mode, delta and motion-frame count, and motion-latent noise
-        in the middle of the range it was trained on."""
+        in the middle of the range it was trained on. The ablations that condition on the image another way
+        ("reference") or not at all ("none") never also pin it as the first frame, whatever the defaults
+        they are merged into say: that would put the image back into the "none" row."""
         m = self.motion_latent_frames
-        return {"reference_mode": self.reference_mode, "delta": float(self.delta),
-                "motion_frames": 1 + (m - 1) * temporal_factor if m else 0,
-                "motion_noise": float(self.motion_noise) / 2}
+        out = {"reference_mode": self.reference_mode, "delta": float(self.delta),
+               "motion_frames": 1 + (m - 1) * temporal_factor if m else 0,
+               "motion_noise": float(self.motion_noise) / 2}
+        if self.reference_mode != "pseudo_last_frame":
+            out["first_frame_from_reference"] = False
+        return out
 
 
 def mouth_cells(face: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,10 @@ def test_generic_prompts_and_reference_mode(world):
     assert r["clips"][0]["prompts"] == [GENERIC_PROMPT]
     assert r["settings"]["text_scale"] == 7.5 and r["settings"]["audio_scale"] == 0.0  # overrides, recorded
     assert r["settings"]["reference_mode"] == "none" and r["settings"]["prompts"] == "generic"
+    assert r["settings"]["first_frame_from_reference"] is False
+    pinned = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world),
+                           first_frame_from_reference=True, progress=None)
+    assert pinned["settings"]["first_frame_from_reference"] is True
     # The targets of text adherence stay the schedule's actions, whatever the model was told.
     assert r["clips"][0]["model"]["action_total"] == r["clips"][0]["gt"]["action_total"]
 
@@ -201,6 +205,7 @@ def test_runs_without_a_model_score_actions_on_the_segments_asked_for(world, cap
     whole = run_benchmark(world / "data", clips=1, probes_path=PROBES, progress=None)
     n = short["clips"][0]["gt"]["frames"]  # 41 frames: segments of 9 frames adding 4 each
     assert short["summary"]["gt"]["action_units"] > whole["summary"]["gt"]["action_units"] >= 1
+    assert (short["settings"]["segment_frames"], whole["settings"]["segment_frames"]) == (9, 121)
     assert len(short["clips"][0]["prompts"]) == 1 + -(-(n - 9) // 4)
     assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "1",
                  "--segment-frames", "30", "--out", str(world / "s.json")]) == 2
@@ -271,6 +276,7 @@ def test_real_data_layout_says_what_is_unavailable(world):
     (["--vae", "/nonexistent/vae.safetensors"], "does not exist"),
     (["--text-encoder", "builtin:tiny"], "--text-encoder was given without --mmdit"),
     (["--audio-scale", "6"], "pass --mmdit too"),
+    (["--no-first-frame-from-reference"], "pass --mmdit too"),
 ])
 def test_bad_input_exits_2(world, capsys, args, message):
     argv = ["evaluate", "run", "--data", str(world / "data"), "--out", str(world / "bad.json")]

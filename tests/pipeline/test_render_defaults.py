@@ -32,3 +32,15 @@ def test_overrides_win_and_no_defaults_means_library_defaults(tmp_path):
 def test_invalid_override_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="steps"):
         RenderSettings.for_model(_file(tmp_path), steps=0)
+
+
+def test_another_reference_mode_does_not_keep_the_first_frame_pinned(tmp_path):
+    path = _file(tmp_path, {"render_defaults": {"first_frame_from_reference": True}})
+    assert RenderSettings.for_model(path).first_frame_from_reference is True
+    assert RenderSettings.for_model(path, reference_mode="pseudo_last_frame").first_frame_from_reference is True
+    # The ablations' modes condition on the image only their own way ("none": not at all)...
+    for mode in ("reference", "none"):
+        assert RenderSettings.for_model(path, reference_mode=mode).first_frame_from_reference is False
+    # ...unless the caller asks for both.
+    assert RenderSettings.for_model(path, reference_mode="none", first_frame_from_reference=True) \
+        .first_frame_from_reference is True

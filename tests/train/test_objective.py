@@ -70,6 +70,11 @@ def test_recipe_round_trip_and_validation():
     assert Recipe().render_defaults() == {"reference_mode": "pseudo_last_frame", "delta": 4.0, "motion_frames": 5,
                                           "motion_noise": 0.0}
     assert Recipe(motion_noise=0.1).render_defaults()["motion_noise"] == pytest.approx(0.05)
+    # The ablations never pin the image as the first frame, whatever defaults they are merged into: the "none"
+    # row must not see the image at all.
+    for mode in ("reference", "none"):
+        defaults = {"first_frame_from_reference": True, **Recipe(reference_mode=mode).render_defaults()}
+        assert defaults["first_frame_from_reference"] is False
     for bad in (dict(reference_mode="image"), dict(p_drop_audio=1.5), dict(p_first_frames=-0.1),
                 dict(delta=0), dict(logit_normal_std=0), dict(motion_latent_frames=0),
                 dict(motion_latent_frames=1.5), dict(p_drop_text=float("nan")), dict(motion_noise=-0.1),
