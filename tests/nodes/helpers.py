@@ -19,8 +19,10 @@ FPS = 8
 # Tiny render settings recorded in the tiny MMDiT's file, as the trainer's export does: 16 px video,
 # 13-frame segments overlapping by 5 (each later segment adds 8 frames), 2 steps, the mel front end
 # with a 1-frame window (80 x 1 = the MMDiT's audio_dim).
+# Like the shipped demo's, with the reference pinned as the first frame too: the sampler node and the chainer
+# must both pin it (tests/nodes/test_system1.py compares their first segments).
 RENDER_DEFAULTS = {"fps": FPS, "segment_frames": 13, "motion_frames": 5, "short_side": 16, "steps": 2,
-                   "audio_window": 1}
+                   "audio_window": 1, "first_frame_from_reference": True}
 
 
 def load_pack():
