@@ -79,11 +79,13 @@ class Recipe(ModelConfig):
     # noise from the rest of the frame; weighting the mouth aims it at lip sync.
     mouth_weight: float = 1.0
     # Loss weight of the moving cells: the MOVING_SHARE of each window's latent cells whose clean latents vary
-    # most over the window's frames (`moving_cells`; no labels needed), where the others' weight is below it;
-    # 1 = no extra weight. An action (a wave, a nod, raised arms) moves a few cells of a 128 px frame, so in a
-    # plain mean the loss it explains is a sliver of a loss dominated by the static background and the
-    # character's looks, and the caption's action words are learnt last (BENCHMARKS.md, "Why the demo model
-    # ignores the action in its prompt"); the mouth weight's reason, for the motion the text explains.
+    # most over the window's frames (`moving_cells`; no labels needed), raised to at least this weight; 1 = no
+    # extra weight. An action (a wave, a nod, raised arms) moves a few cells of a 128 px frame, so in a plain
+    # mean the loss it explains is a sliver of a loss dominated by the static background and the character's
+    # looks: the mouth weight's reason, for the motion the text explains. Measured, it did not do for the
+    # actions what the mouth weight did for lip sync: at 10 for 400 base steps the characters moved more and
+    # performed fewer prompted actions (BENCHMARKS.md, "Why the demo model ignores the action in its prompt"),
+    # so the demo recipe leaves it at 1.
     motion_weight: float = 1.0
     # Noise on the pinned motion latents (noise augmentation of the continuation frames): each pinned
     # sample's motion latents are moved along the flow path to a time drawn uniformly in [0, motion_noise].
