@@ -230,7 +230,8 @@ class MMDiT(nn.Module):
         # Patchify with one copy: [B, C, (tp pt), (hp ph), (wp pw)] -> [B, tp*hp*wp, C*pt*ph*pw].
         patches = x.reshape(B, Cin, tp, pt, hp, ph, wp, pw).permute(0, 2, 4, 6, 1, 3, 5, 7)
         video = self.patch_embed(patches.reshape(B, tp * hp * wp, Cin * pt * ph * pw))
-        text_tokens = self.text_embed(text.to(device=device, dtype=dtype))
+        text = text.to(device=device, dtype=dtype)
+        text_tokens = self.text_embed(text)
         if audio is not None:
             t_audio, per_frame = audio.shape[1], audio.shape[2]
             audio = audio.to(device=device, dtype=dtype).reshape(B, t_audio * per_frame, c.audio_dim)
@@ -239,7 +240,7 @@ class MMDiT(nn.Module):
             t_audio, per_frame, audio_tokens = 0, 0, None
         cond = self.time_embed(timestep.reshape(-1).expand(B), dtype)
         if self.text_pool is not None:
-            cond = cond + self._pooled_text(text.to(device=device, dtype=dtype), text_mask)
+            cond = cond + self._pooled_text(text, text_mask)
 
         rope = self.rope(frame_positions.to(device), (hp, wp), text.shape[1], t_audio, per_frame)
         mask = self._key_mask(text_mask, video.shape[1], t_audio * per_frame, device)

@@ -76,15 +76,26 @@ def test_branch_variant_refines_audio_tokens_layer_by_layer(random_model, make_i
     assert not torch.allclose(audio_in, audio_out)
 
 
+# Row 0 hides its last three tokens, row 1 its second and last.
+_MASK = [[True, True, True, False, False, False], [True, False, True, True, True, False]]
+
+
+def _masked_output_ignores_hidden_tokens(model, inputs, forward) -> torch.Tensor:
+    """The output under `_MASK`, after checking that scrambling the hidden tokens leaves it unchanged."""
+    mask = torch.tensor(_MASK)
+    base = forward(model, inputs, text_mask=mask)
+    scrambled = inputs["text"].clone()
+    scrambled[~mask] = torch.randn(int((~mask).sum()), model.config.text_dim) * 10
+    assert _close(base, forward(model, inputs, text=scrambled, text_mask=mask), atol=1e-6)
+    return base
+
+
 def test_masked_text_tokens_do_not_influence_the_output(random_model, make_inputs, forward):
     for mode in ("branch", "cross_attention"):
         model = random_model(audio_mode=mode)
         inputs = make_inputs(model.config, text_len=6)
-        mask = torch.tensor([[True, True, True, False, False, False], [True, False, True, True, True, False]])
-        base = forward(model, inputs, text_mask=mask)
-        scrambled = inputs["text"].clone()
-        scrambled[~mask] = torch.randn(int((~mask).sum()), model.config.text_dim) * 10
-        assert _close(base, forward(model, inputs, text=scrambled, text_mask=mask), atol=1e-6)
+        mask = torch.tensor(_MASK)
+        base = _masked_output_ignores_hidden_tokens(model, inputs, forward)
         # ...while a visible token does matter.
         changed = inputs["text"].clone()
         changed[0, 0] += 5
@@ -211,11 +222,8 @@ def test_pooled_text_is_a_global_text_path_that_starts_at_zero_and_ignores_null_
     model = random_model(pooled_text=True)
     assert branch_of_param("text_pool.fc2.weight") == "text"  # taken from the base in stage 2, like the text branch
     inputs = make_inputs(model.config, text_len=6)
-    mask = torch.tensor([[True, True, True, False, False, False], [True, False, True, True, True, False]])
-    base = forward(model, inputs, text_mask=mask)
-    scrambled = inputs["text"].clone()
-    scrambled[~mask] = torch.randn(int((~mask).sum()), model.config.text_dim) * 10
-    assert _close(base, forward(model, inputs, text=scrambled, text_mask=mask), atol=1e-6)
+    mask = torch.tensor(_MASK)
+    base = _masked_output_ignores_hidden_tokens(model, inputs, forward)
     # The path matters: the same weights without it render differently.
     without_pool = MMDiT(dataclasses.replace(model.config, pooled_text=False)).eval()
     without_pool.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("text_pool.")})
