@@ -72,6 +72,9 @@ def add_evaluate_parser(subparsers) -> None:
     p = sub.add_parser("run", help="render held-out clips with a model and measure them against the ground truth")
     _model_args(p)
     p.add_argument("--clips", type=int, help="evaluate the first N clips of the split (default: all)")
+    p.add_argument("--skip-clips", type=int, default=0,
+                   help="start after the split's first N clips: a validation slice to choose settings on "
+                   "(e.g. --skip-clips 16 when the first 16 are the ones reported)")
     p.add_argument("--reference-source", choices=("neutral", "action_frame"), default="neutral",
                    help="the image the model renders from: neutral (default, the benchmark: the character's idle "
                    "reference) or action_frame (diagnostic: the clip's ground-truth frame mid-action; tells whether "
@@ -150,7 +153,7 @@ def _cmd_run(args) -> int:
 
     result = run_benchmark(args.data, clips=args.clips, vae=args.vae if args.mmdit is None else None,
                            reference_source=args.reference_source, segment_frames=args.segment_frames,
-                           **_common(args))
+                           skip_clips=args.skip_clips, **_common(args))
     print(json.dumps(result["summary"], indent=1))
     for k, v in result["unavailable"].items():
         print(f"note ({k}): {v}", file=sys.stderr)

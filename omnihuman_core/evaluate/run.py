@@ -62,13 +62,19 @@ class EvalClip:
         return CharacterSpec.from_dict(self.meta["character"])
 
 
-def dataset_split(data_dir, split: str, clips: int | None = None) -> list[EvalClip]:
-    """The clips of one split (index.json; without one, every sub-folder of DATA/SPLIT holding a video.mp4)."""
+def dataset_split(data_dir, split: str, clips: int | None = None, skip: int = 0) -> list[EvalClip]:
+    """The clips of one split (index.json; without one, every sub-folder of DATA/SPLIT holding a video.mp4).
+
+    `skip` leaves out the split's first clips: the benchmark reports the first 16 held-out clips, so settings
+    (guidance, steps) are chosen on the clips after them (`--skip-clips 16`) and never on the reported ones.
+    """
     data = Path(data_dir)
     if not data.is_dir():
         raise InputError(f"--data {data} is not a folder")
     if clips is not None and (isinstance(clips, bool) or int(clips) != clips or clips < 1):
         raise InputError(f"--clips must be a positive integer, got {clips!r}")
+    if isinstance(skip, bool) or int(skip) != skip or skip < 0:
+        raise InputError(f"--skip-clips must be 0 or a positive integer, got {skip!r}")
     if (data / "index.json").exists():
         from ..synth.dataset import read_index
 
@@ -84,6 +90,9 @@ def dataset_split(data_dir, split: str, clips: int | None = None) -> list[EvalCl
         dirs = sorted(p.parent for p in root.glob("*/video.mp4"))
     if not dirs:
         raise InputError(f"the '{split}' split of {data} has no clips")
+    if skip >= len(dirs):
+        raise InputError(f"--skip-clips {skip} leaves nothing: the '{split}' split of {data} has {len(dirs)} clips")
+    dirs = dirs[skip:]
     out = []
     for d in dirs[: clips or None]:
         for f in ("video.mp4", "audio.wav", "caption.txt"):
@@ -412,8 +421,10 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                   audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
                   out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
                   vae=None, reference_source: str = "neutral", segment_frames: int | None = None,
-                  first_frame_from_reference: bool | None = None) -> dict:
+                  first_frame_from_reference: bool | None = None, skip_clips: int = 0) -> dict:
     """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
+
+    `skip_clips`: start after the split's first clips (a validation slice; see dataset_split).
 
     `vae` (a .safetensors path, only without `model`): also measure every clip after a VAE round trip.
     `segment_frames` (only without `model`): the segments the actions are scored per, so that the ground truth
@@ -437,7 +448,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     if segment_frames is not None and model is not None:
         raise InputError("--segment-frames is for runs without --mmdit; a model is scored on its own segments")
     plain = RenderSettings(segment_frames=segment_frames) if segment_frames is not None else RenderSettings()
-    eval_clips = dataset_split(data_dir, split, clips)
+    eval_clips = dataset_split(data_dir, split, clips, skip_clips)
     # Before any rendering, so a clip without labels fails the run at once.
     oracle = {c.id: action_frame_index(c) for c in eval_clips} if reference_source == "action_frame" else {}
     probes = Probes.load(probes_path)
@@ -514,7 +525,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     result = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "run",
         "label": label or (Path(model.mmdit).stem if model else "ground truth"),
-        "data": str(data_dir), "split": split, "seed": seed,
+        "data": str(data_dir), "split": split, "skip_clips": skip_clips, "seed": seed,
         "model_files": {k: str(v) for k, v in vars(model).items()} if model else None,
         "settings": {**_settings_record(renderer, prompts, reference_mode), "reference_source": reference_source,
                      **({} if renderer is not None else {"segment_frames": settings.segment_frames,

@@ -173,6 +173,15 @@ def test_ground_truth_only_via_cli(world, capsys):
     assert "identity" in capsys.readouterr().out
 
 
+def test_skip_clips_measures_the_clips_after_the_reported_ones(world):
+    # A validation slice: the clips after the first N, so settings are never chosen on the reported clips.
+    both = [c.id for c in dataset_split(world / "data", "test")]
+    assert [c.id for c in dataset_split(world / "data", "test", skip=1)] == both[1:]
+    assert [c.id for c in dataset_split(world / "data", "test", 1, skip=0)] == both[:1]
+    r = run_benchmark(world / "data", skip_clips=1, probes_path=PROBES, progress=None)
+    assert [row["id"] for row in r["clips"]] == both[1:] and r["skip_clips"] == 1
+
+
 def test_vae_round_trip_is_measured_next_to_the_ground_truth(world, capsys):
     out = world / "vae.json"
     assert main(["evaluate", "run", "--data", str(world / "data"), "--probes", str(PROBES), "--clips", "2",
@@ -273,6 +282,8 @@ def test_real_data_layout_says_what_is_unavailable(world):
     (["--split", "val"], "no split 'val'"),
     (["--mmdit", "m.safetensors"], "needs --vae and --text-encoder"),
     (["--clips", "0"], "--clips must be a positive integer"),
+    (["--skip-clips", "-1"], "--skip-clips must be 0 or a positive integer"),
+    (["--skip-clips", "2"], "--skip-clips 2 leaves nothing: the 'test' split"),
     (["--vae", "/nonexistent/vae.safetensors"], "does not exist"),
     (["--text-encoder", "builtin:tiny"], "--text-encoder was given without --mmdit"),
     (["--audio-scale", "6"], "pass --mmdit too"),
