@@ -185,6 +185,10 @@ def add_train_parser(sub) -> None:
                    "float32 or bfloat16; a resumed run keeps the one it started with")
     d.add_argument("--only", nargs="+", help="run only these steps (data vae cache text base stage1 stage2 "
                    "upscaler export)")
+    d.add_argument("--share", action="append", default=[], metavar="STEP=FRACTION",
+                   help="the budget share of a step (repeatable; vae cache text base stage1 stage2 upscaler; "
+                   "defaults in train/demo.py SPLIT), e.g. --share base=0.30 --share stage2=0.19; fixed by a "
+                   "new --work folder's first run")
     d.set_defaults(func=_cmd_demo)
 
 
@@ -287,9 +291,17 @@ def _cmd_upscaler(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from .demo import train_demo
 
+    shares = {}
+    for item in args.share:
+        step, sep, value = item.partition("=")
+        try:
+            shares[step.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--share {item!r}: expected STEP=FRACTION, e.g. base=0.30") from None
     plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
                       size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
-                      device=args.device, precision=args.precision, only=args.only)
+                      device=args.device, precision=args.precision, only=args.only, shares=shares)
     return 0 if plan.get("status") == "done" or "paused" in plan.get("status", "") else 130

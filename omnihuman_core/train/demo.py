@@ -10,6 +10,7 @@ command after an interruption resumes where it stopped; finished stages are skip
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -54,14 +55,15 @@ class _Stopped(Exception):
 
 def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 2200, size: int = 128,
                frames: int = 121, sr_data=None, sr_clips: int = 120, sr_frames: int = 49, preset: str = "demo",
-               seed: int = 0, device=None, precision: str = "auto", only=None, log=None) -> dict:
+               seed: int = 0, device=None, precision: str = "auto", only=None, shares=None, log=None) -> dict:
     """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
 
     Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> text encoder
     (masked-word pretraining on the captions; frozen in every MMDiT stage) -> base (text+video) -> stage 1 ->
     stage 2 -> upscaler (on a 2x-resolution synthetic set) -> export. Every step resumes from `work_dir`; finished steps are skipped. `precision` "auto" trains in
     bfloat16 where the hardware has it (`loop.fast_precision`). Returns the plan record
-    (`status` "done", or the step that was paused / interrupted).
+    (`status` "done", or the step that was paused / interrupted). `shares` ({step: fraction}) overrides entries
+    of SPLIT for a new work folder (stored in its plan.json; a resumed run keeps the split it started with).
     """
     import torch
 
@@ -77,10 +79,16 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     unknown = sorted(set(only or ()) - set(STEPS))
     if unknown:
         raise InputError(f"--only: unknown step(s) {unknown}; steps are {' '.join(STEPS)}")
+    split = budget_split(shares)
     work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.exists() else {"minutes_total": minutes_total, "stages": {}}
+    # Plans written before the split was stored used the default one.
+    started = plan.setdefault("split", dict(SPLIT) if plan["stages"] else split)
+    if shares and started != split:
+        raise InputError(f"--share: {work}/plan.json was started with the split {started}; a run keeps its split "
+                         f"(drop --share to resume it, or pass a new --work)")
+    work.mkdir(parents=True, exist_ok=True)
     dist = D.DistInfo(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     # A resumed run keeps the precision it started with (its checkpoints were trained in it).
     plan.setdefault("precision", fast_precision(dist.device) if precision == "auto" else precision)
@@ -96,6 +104,21 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     return plan
 
 
+def budget_split(shares=None) -> dict:
+    """SPLIT with `shares` ({step: fraction > 0}) put over its entries; wrong names or values fail here."""
+    from ..errors import InputError
+
+    split = dict(SPLIT)
+    for step, value in (shares or {}).items():
+        if step not in SPLIT:
+            raise InputError(f"--share: unknown step {step!r}; steps with a budget are {' '.join(SPLIT)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+            raise InputError(f"--share {step}: the fraction must be a number > 0 (a share of the total, like "
+                             f"SPLIT's {SPLIT[step]}), got {value!r}")
+        split[step] = float(value)
+    return split
+
+
 class _DemoRun:
     def __init__(self, plan, plan_path, data_dir, out_dir, work, say, dist, preset, seed, only):
         self.plan, self.plan_path, self.data_dir, self.out_dir, self.work = plan, plan_path, data_dir, out_dir, work
@@ -104,7 +127,8 @@ class _DemoRun:
         self.precision = plan["precision"]
         self.command = (f"python -m omnihuman_core train demo --data {data_dir} --out {out_dir} "
                         f"--work {work} --minutes-total {plan['minutes_total']:g} --preset {preset} --seed {seed} "
-                        f"--precision {self.precision}")
+                        f"--precision {self.precision}" +
+                        "".join(f" --share {k}={v:g}" for k, v in plan["split"].items() if v != SPLIT.get(k)))
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
             "text_encoder": work / "text" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
@@ -129,8 +153,9 @@ class _DemoRun:
         """This step's minutes: its fraction of what is left for the steps not yet finished."""
         entry = self.plan["stages"].setdefault(step, {})
         if "budget" not in entry:
-            open_steps = [s for s in SPLIT if not self.done(s)]
-            share = SPLIT[step] / sum(SPLIT[s] for s in open_steps)
+            split = self.plan["split"]
+            open_steps = [s for s in split if not self.done(s)]
+            share = split[step] / sum(split[s] for s in open_steps)
             left = max(self.plan["minutes_total"] - self.used_minutes(), 0.0)
             entry["budget"] = round(max(share * left, 0.05), 3)
             self.save()

@@ -240,6 +240,30 @@ def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
     assert defaults["first_frame_from_reference"] is False
 
 
+def test_demo_budget_shares_are_stored_by_the_first_run_and_kept(dataset, tmp_path, capsys):
+    from omnihuman_core.train.demo import SPLIT, _DemoRun, budget_split
+
+    work = tmp_path / "work"
+    args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work", str(work),
+            "--minutes-total", "100", "--preset", "tiny", "--only", "data"]
+    assert main(args + ["--share", "base=0.5", "--share", "stage2=0.05"]) == 0  # the dataset exists: nothing runs
+    plan = json.loads((work / "plan.json").read_text())
+    assert plan["split"] == {**SPLIT, "base": 0.5, "stage2": 0.05}
+    run = _DemoRun(plan, work / "plan.json", dataset, tmp_path / "out", work, print, None, "tiny", 0, None)
+    assert run.budget("base") == round(100 * 0.5 / sum(plan["split"].values()), 3)
+    assert "--share base=0.5 --share stage2=0.05" in run.command  # the exported files' command reproduces it
+    # A rerun keeps the split it started with; another split is refused, naming the stored one.
+    assert main(args + ["--share", "base=0.4"]) == 2
+    assert "was started with the split" in capsys.readouterr().err
+    assert main(args) == 0 and json.loads((work / "plan.json").read_text())["split"]["base"] == 0.5
+    assert budget_split() == SPLIT and budget_split({"stage1": 0.2})["stage1"] == 0.2
+    for bad, message in ((["--share", "base"], "expected STEP=FRACTION"), (["--share", "sampler=0.2"], "unknown step"),
+                         (["--share", "base=0"], "must be a number > 0"), (["--share", "base=nan"], "must be a number > 0")):
+        assert main(args[:7] + [str(tmp_path / "new")] + args[8:] + bad) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()  # refused before the work folder is made
+
+
 def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
                                                                                         capsys):
     out = tmp_path / "p.safetensors"
