@@ -296,7 +296,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     shares = {}
     for item in args.share:
-        step, sep, value = item.partition("=")
+        step, _, value = item.partition("=")
         try:
             shares[step.strip()] = float(value)
         except ValueError:
