@@ -29,6 +29,8 @@ def _model_args(p: argparse.ArgumentParser, need_model: bool = False) -> None:
                    help="schedule: one prompt per segment from the clip's timed actions; generic: one generic "
                         "prompt for everything (the 'without reasoning' ablation)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the model's own setting)")
+    p.add_argument("--shift", type=float, help="sampler flow shift (default: the model's own setting)")
+    p.add_argument("--solver", choices=("euler", "heun"), help="ODE solver (default: the model's own setting)")
     p.add_argument("--text-scale", type=float, help="text guidance scale (default: the model's own setting)")
     p.add_argument("--audio-scale", type=float, help="audio guidance scale (default: the model's own setting)")
     p.add_argument("--first-frame-from-reference", action=argparse.BooleanOptionalAction, default=None,
@@ -119,7 +121,7 @@ def _common(args) -> dict:
     import torch
 
     return dict(split=args.split, probes_path=args.probes, model=_model(args), reference_mode=args.reference_mode,
-                prompts=args.prompts, steps=args.steps, text_scale=args.text_scale,
+                prompts=args.prompts, steps=args.steps, shift=args.shift, solver=args.solver, text_scale=args.text_scale,
                 audio_scale=args.audio_scale, first_frame_from_reference=args.first_frame_from_reference,
                 seed=args.seed, device=args.device,
                 dtype=getattr(torch, args.dtype) if args.dtype else None, work_dir=args.work_dir, out=args.out,

@@ -311,16 +311,18 @@ def _check_choices(prompts: str, reference_mode: str | None, reference_source: s
         raise InputError(f"--reference-mode must be one of {', '.join(REFERENCE_MODES)}, got {reference_mode!r}")
 
 
-def _check_guidance(model, text_scale, audio_scale, first_frame_from_reference=None) -> None:
+def _check_guidance(model, text_scale, audio_scale, first_frame_from_reference=None, sampler=None) -> None:
     if model is None and (text_scale is not None or audio_scale is not None):
         raise InputError("--text-scale / --audio-scale set how a model renders; pass --mmdit too (the ground truth "
                          "and the VAE round trip have no guidance)")
+    if model is None and any(v is not None for v in (sampler or {}).values()):
+        raise InputError("--steps / --shift / --solver set how a model samples; pass --mmdit too")
     if model is None and first_frame_from_reference is not None:
         raise InputError("--first-frame-from-reference sets how a model renders; pass --mmdit too")
 
 
 def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_scale=None, audio_scale=None,
-              first_frame_from_reference=None):
+              first_frame_from_reference=None, shift=None, solver=None):
     from ..pipeline.generate import Renderer
     from ..pipeline.settings import RenderSettings
 
@@ -328,7 +330,7 @@ def _renderer(model: ModelFiles, *, steps, reference_mode, device, dtype, text_s
         if not Path(path).is_file():
             raise InputError(f"{label} {path} does not exist")
     settings = RenderSettings.for_model(model.mmdit, steps=steps, reference_mode=reference_mode,
-                                        text_scale=text_scale, audio_scale=audio_scale,
+                                        text_scale=text_scale, audio_scale=audio_scale, shift=shift, solver=solver,
                                         first_frame_from_reference=first_frame_from_reference)
     return Renderer.from_files(model.mmdit, model.vae, model.text_encoder, model.audio_encoder,
                                device=device, dtype=dtype, settings=settings)
@@ -421,7 +423,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
                   audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None,
                   out=None, label: str | None = None, progress: Callable[[str], None] | None = print,
                   vae=None, reference_source: str = "neutral", segment_frames: int | None = None,
-                  first_frame_from_reference: bool | None = None, skip_clips: int = 0) -> dict:
+                  first_frame_from_reference: bool | None = None, skip_clips: int = 0,
+                  shift: float | None = None, solver: str | None = None) -> dict:
     """Render and measure `clips` clips of `split` (model=None: ground truth only). Writes `out` if given.
 
     `skip_clips`: start after the split's first clips (a validation slice; see dataset_split).
@@ -437,7 +440,8 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode, reference_source)
-    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference)
+    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference,
+                    {"steps": steps, "shift": shift, "solver": solver})
     out_path = _check_out(out) if out is not None else None
     check_probe_file(probes_path)
     if vae is not None and model is not None:
@@ -455,7 +459,7 @@ def run_benchmark(data_dir, *, split: str = "test", clips: int | None = None, pr
     vae_only = _load_vae(vae, device=device, dtype=dtype) if vae is not None else None
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
                          text_scale=text_scale, audio_scale=audio_scale,
-                         first_frame_from_reference=first_frame_from_reference) \
+                         first_frame_from_reference=first_frame_from_reference, shift=shift, solver=solver) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else plain
     temporal = int(renderer.vae.temporal_factor) if renderer is not None else 4
@@ -575,7 +579,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
               steps: int | None = None, text_scale: float | None = None,
               audio_scale: float | None = None, seed: int = 0, device=None, dtype=None, work_dir=None, out=None,
               label: str | None = None, progress: Callable[[str], None] | None = print,
-              first_frame_from_reference: bool | None = None) -> dict:
+              first_frame_from_reference: bool | None = None, shift: float | None = None,
+              solver: str | None = None) -> dict:
     """`videos` videos of `seconds` each: a held-out character (video v: the split's v-th) speaking held-out
     audios back to back, the last `window` seconds repeating the first ones.
 
@@ -595,7 +600,8 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
 
     t0 = time.monotonic()
     _check_choices(prompts, reference_mode)
-    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference)
+    _check_guidance(model, text_scale, audio_scale, first_frame_from_reference,
+                    {"steps": steps, "shift": shift, "solver": solver})
     if not (isinstance(seconds, (int, float)) and isinstance(window, (int, float)) and 0 < 2 * window <= seconds):
         raise InputError(f"--seconds ({seconds!r}) must be at least twice --window ({window!r}), both positive")
     if isinstance(videos, bool) or not isinstance(videos, int) or videos < 1:
@@ -609,7 +615,7 @@ def run_drift(data_dir, *, split: str = "test", seconds: float = 60.0, window: f
     probes = Probes.load(probes_path)
     renderer = _renderer(model, steps=steps, reference_mode=reference_mode, device=device, dtype=dtype,
                          text_scale=text_scale, audio_scale=audio_scale,
-                         first_frame_from_reference=first_frame_from_reference) \
+                         first_frame_from_reference=first_frame_from_reference, shift=shift, solver=solver) \
         if model is not None else None
     settings = renderer.settings if renderer is not None else RenderSettings()
     fps = settings.fps

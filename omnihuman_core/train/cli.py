@@ -153,6 +153,9 @@ def add_train_parser(sub) -> None:
     m.add_argument("--pooled-text", action="store_true",
                    help="give the MMDiT the pooled-text path (the mean of the caption's features added to the timestep "
                    "conditioning, as in SD3); a run from an --init file without it adds it with a zero output")
+    m.add_argument("--timestep-shift", type=float, default=1.0,
+                   help="shift of the training flow times towards noise, as the sampler's --shift (logit-normal mean "
+                   "ln(shift)); 1 = SD3's logit-normal(0, 1) (default)")
     m.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model with FSDP (large configs)")
     m.set_defaults(func=_cmd_mmdit)
 
@@ -189,6 +192,9 @@ def add_train_parser(sub) -> None:
                    help="the budget share of a step (repeatable; vae cache text base stage1 stage2 upscaler; "
                    "defaults in train/demo.py SPLIT), e.g. --share base=0.30 --share stage2=0.19; fixed by a "
                    "new --work folder's first run")
+    d.add_argument("--timestep-shift", type=float, help="shift of the MMDiT stages' training flow times (as `train "
+                   "mmdit --timestep-shift`; default in train/demo.py TIMESTEP_SHIFT); fixed by a new --work folder's "
+                   "first run")
     d.set_defaults(func=_cmd_demo)
 
 
@@ -259,7 +265,7 @@ def _cmd_mmdit(args: argparse.Namespace) -> int:
         reference_mode=args.recipe_reference_mode, frames=args.frames, windows_per_clip=args.windows_per_clip,
         max_clips=args.max_clips, face_weight=args.face_weight, mouth_weight=args.mouth_weight,
         motion_weight=args.motion_weight, motion_noise=args.motion_noise, pooled_text=args.pooled_text,
-        p_first_frames=args.p_first_frames, p_drop_last=args.p_drop_last)
+        p_first_frames=args.p_first_frames, p_drop_last=args.p_drop_last, timestep_shift=args.timestep_shift)
     config = _train_config(args, **settings.default_train_config())
     dist = D.setup(args.device)
     try:
@@ -303,5 +309,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise InputError(f"--share {item!r}: expected STEP=FRACTION, e.g. base=0.30") from None
     plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
                       size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
-                      device=args.device, precision=args.precision, only=args.only, shares=shares)
+                      device=args.device, precision=args.precision, only=args.only, shares=shares,
+                      timestep_shift=args.timestep_shift)
     return 0 if plan.get("status") == "done" or "paused" in plan.get("status", "") else 130

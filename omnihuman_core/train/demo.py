@@ -46,6 +46,9 @@ MOUTH_WEIGHT = 30.0
 # quarter of the MMDiT minutes) moved the hands twice as much but kept the characters less well, and the
 # chained renders of this recipe do not drift (BENCHMARKS.md, "A recipe experiment").
 MOTION_NOISE = 0.0
+# Shift of the MMDiT stages' training flow times (MMDiTSettings.timestep_shift; 1 = logit-normal(0, 1)); the
+# demo samples with shift 3 (cli.DEMO_RENDER_DEFAULTS). Stored in plan.json by a work folder's first run.
+TIMESTEP_SHIFT = 1.0
 STEPS = ("data", "vae", "cache", "text", "base", "stage1", "stage2", "upscaler", "export")
 
 
@@ -55,7 +58,8 @@ class _Stopped(Exception):
 
 def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 2200, size: int = 128,
                frames: int = 121, sr_data=None, sr_clips: int = 120, sr_frames: int = 49, preset: str = "demo",
-               seed: int = 0, device=None, precision: str = "auto", only=None, shares=None, log=None) -> dict:
+               seed: int = 0, device=None, precision: str = "auto", only=None, shares=None,
+               timestep_shift: float | None = None, log=None) -> dict:
     """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
 
     Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> text encoder
@@ -63,7 +67,8 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     stage 2 -> upscaler (on a 2x-resolution synthetic set) -> export. Every step resumes from `work_dir`; finished steps are skipped. `precision` "auto" trains in
     bfloat16 where the hardware has it (`loop.fast_precision`). Returns the plan record
     (`status` "done", or the step that was paused / interrupted). `shares` ({step: fraction}) overrides entries
-    of SPLIT for a new work folder (stored in its plan.json; a resumed run keeps the split it started with).
+    of SPLIT for a new work folder (stored in its plan.json; a resumed run keeps the split it started with);
+    `timestep_shift` (None: TIMESTEP_SHIFT) likewise.
     """
     import torch
 
@@ -88,6 +93,14 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     if shares and started != split:
         raise InputError(f"--share: {work}/plan.json was started with the split {started}; a run keeps its split "
                          f"(drop --share to resume it, or pass a new --work)")
+    if timestep_shift is not None and (isinstance(timestep_shift, bool) or not isinstance(timestep_shift, (int, float))
+                                       or not (timestep_shift > 0 and math.isfinite(timestep_shift))):
+        raise InputError(f"--timestep-shift must be a number > 0 (1 = no shift), got {timestep_shift!r}")
+    # Plans written before the shift was stored trained with none.
+    shift = plan.setdefault("timestep_shift", 1.0 if plan["stages"] else float(timestep_shift or TIMESTEP_SHIFT))
+    if timestep_shift is not None and float(timestep_shift) != shift:
+        raise InputError(f"--timestep-shift: {work}/plan.json was started with timestep shift {shift:g}; a run keeps "
+                         f"it (drop --timestep-shift to resume, or pass a new --work)")
     work.mkdir(parents=True, exist_ok=True)
     dist = D.DistInfo(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     # A resumed run keeps the precision it started with (its checkpoints were trained in it).
@@ -128,7 +141,9 @@ class _DemoRun:
         self.command = (f"python -m omnihuman_core train demo --data {data_dir} --out {out_dir} "
                         f"--work {work} --minutes-total {plan['minutes_total']:g} --preset {preset} --seed {seed} "
                         f"--precision {self.precision}" +
-                        "".join(f" --share {k}={v:g}" for k, v in plan["split"].items() if v != SPLIT.get(k)))
+                        "".join(f" --share {k}={v:g}" for k, v in plan["split"].items() if v != SPLIT.get(k)) +
+                        (f" --timestep-shift {plan['timestep_shift']:g}"
+                         if plan.get("timestep_shift", 1.0) != TIMESTEP_SHIFT else ""))
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
             "text_encoder": work / "text" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
@@ -217,7 +232,8 @@ class _DemoRun:
             self.finish("vae", t0, steps=result.step, train_minutes=result.minutes, final_loss=result.final_loss)
 
         mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=1,
-                  face_weight=FACE_WEIGHT, motion_noise=MOTION_NOISE)
+                  face_weight=FACE_WEIGHT, motion_noise=MOTION_NOISE,
+                  timestep_shift=self.plan.get("timestep_shift", 1.0))
         cache_dir = self.work / "latent_cache"
         if self.wanted("cache") and not self.done("cache"):
             t0 = time.time()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -59,10 +60,15 @@ class MMDiTSettings:
     # from a file without it (--init) gains it with a zero output, so training starts from that file's renders.
     # A file that has it keeps it either way.
     pooled_text: bool = False
+    # Shift of the training flow times (Recipe.logit_normal_mean = ln(shift)); 1 = SD3's logit-normal(0, 1).
+    timestep_shift: float = 1.0
 
     def __post_init__(self) -> None:
         if self.stage not in MMDIT_STAGES:
             raise InputError(f"stage must be one of {', '.join(MMDIT_STAGES)}, got {self.stage!r}")
+        s = self.timestep_shift
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+            raise InputError(f"timestep_shift must be a positive number (1 = no shift), got {s!r}")
 
     def recipe(self):
         from .objective import Recipe
@@ -70,7 +76,7 @@ class MMDiTSettings:
         return Recipe(reference_mode=self.reference_mode, delta=float(self.delta), face_weight=float(self.face_weight),
                       mouth_weight=float(self.mouth_weight), motion_weight=float(self.motion_weight),
                       motion_noise=float(self.motion_noise), p_first_frames=float(self.p_first_frames),
-                      p_drop_last=float(self.p_drop_last))
+                      p_drop_last=float(self.p_drop_last), logit_normal_mean=math.log(float(self.timestep_shift)))
 
     def default_train_config(self) -> dict:
         """Optimiser defaults per stage: from scratch a higher learning rate, fine-tuning a lower one."""
@@ -98,7 +104,7 @@ def _fingerprint(path) -> str | None:
 # with (in both the recipe and the MMDiTSettings record): Trainer(added_later=...) fills them into an older
 # checkpoint's record, so it resumes when this run uses that value.
 _LATER_SETTINGS = {"motion_noise": 0.0, "p_first_frames": 0.5, "p_drop_last": 0.1, "mouth_weight": 1.0,
-                   "motion_weight": 1.0, "pooled_text": False}
+                   "motion_weight": 1.0, "pooled_text": False, "timestep_shift": 1.0}
 
 
 # Metadata an exported MMDiT copies from each file it started from, so that a fine-tuned file still says how

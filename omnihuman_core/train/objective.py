@@ -65,6 +65,10 @@ class Recipe(ModelConfig):
     # Latent frames from the window's last frame to the pseudo last frame; must equal the distance the
     # data took `last_latent` from (the latent cache's delta) and the renderer's delta.
     delta: float = DEFAULT_DELTA
+    # Flow times t ~ sigmoid(N(mean, std)). A mean of ln(s) is exactly the sampler's resolution shift s applied
+    # to logit-normal(0, 1) times (shift_time(sigmoid(z), s) = sigmoid(z + ln s)), so `--timestep-shift s`
+    # trains where a sampler with shift s spends its steps: the demo renders with shift 3, half its steps above
+    # t = 0.75, where logit-normal(0, 1) puts 14 % of the training.
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
     # Loss weight of latent cells inside a face box (batch["face"], from the clips' optional face boxes;

@@ -74,8 +74,9 @@ def test_generic_prompts_and_reference_mode(world):
     assert r["settings"]["reference_mode"] == "none" and r["settings"]["prompts"] == "generic"
     assert r["settings"]["first_frame_from_reference"] is False
     pinned = run_benchmark(world / "data", clips=1, probes_path=PROBES, model=_model(world),
-                           first_frame_from_reference=True, progress=None)
+                           first_frame_from_reference=True, shift=1.5, solver="heun", progress=None)
     assert pinned["settings"]["first_frame_from_reference"] is True
+    assert pinned["settings"]["shift"] == 1.5 and pinned["settings"]["solver"] == "heun"  # sampler overrides, recorded
     # The targets of text adherence stay the schedule's actions, whatever the model was told.
     assert r["clips"][0]["model"]["action_total"] == r["clips"][0]["gt"]["action_total"]
 
@@ -288,6 +289,7 @@ def test_real_data_layout_says_what_is_unavailable(world):
     (["--text-encoder", "builtin:tiny"], "--text-encoder was given without --mmdit"),
     (["--audio-scale", "6"], "pass --mmdit too"),
     (["--no-first-frame-from-reference"], "pass --mmdit too"),
+    (["--shift", "2"], "--steps / --shift / --solver set how a model samples; pass --mmdit too"),
 ])
 def test_bad_input_exits_2(world, capsys, args, message):
     argv = ["evaluate", "run", "--data", str(world / "data"), "--out", str(world / "bad.json")]
@@ -304,6 +306,9 @@ def test_bad_guidance_scale_fails_before_rendering(world, capsys):
             "--text-encoder", str(world / "t.safetensors"), "--text-scale", "-1", "--work-dir", str(world / "bad")]
     assert main(argv) == 2
     assert "text_scale" in capsys.readouterr().err
+    assert not (world / "bad.json").exists() and not (world / "bad").exists()
+    assert main(argv[:-4] + ["--shift", "0", "--work-dir", str(world / "bad")]) == 2
+    assert "shift must be a positive number" in capsys.readouterr().err
     assert not (world / "bad.json").exists() and not (world / "bad").exists()
 
 

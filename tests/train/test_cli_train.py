@@ -1,6 +1,7 @@
 """`python -m omnihuman_core train ...`: the stage chain end to end with tiny presets, resume checks, errors."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -264,6 +265,26 @@ def test_demo_budget_shares_are_stored_by_the_first_run_and_kept(dataset, tmp_pa
         assert not (tmp_path / "new").exists()  # refused before the work folder is made
 
 
+def test_demo_timestep_shift_is_stored_by_the_first_run_and_kept(dataset, tmp_path, capsys):
+    from omnihuman_core.train.demo import _DemoRun
+
+    work = tmp_path / "work"
+    args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work", str(work),
+            "--minutes-total", "100", "--preset", "tiny", "--only", "data"]
+    assert main(args + ["--timestep-shift", "3"]) == 0
+    plan = json.loads((work / "plan.json").read_text())
+    assert plan["timestep_shift"] == 3.0
+    run = _DemoRun(plan, work / "plan.json", dataset, tmp_path / "out", work, print, None, "tiny", 0, None)
+    assert run.command.endswith("--timestep-shift 3")
+    assert main(args + ["--timestep-shift", "2"]) == 2
+    assert "was started with timestep shift 3" in capsys.readouterr().err
+    assert main(args) == 0 and json.loads((work / "plan.json").read_text())["timestep_shift"] == 3.0
+    for bad in ("0", "-2", "nan"):
+        assert main(args[:7] + [str(tmp_path / "new")] + args[8:] + ["--timestep-shift", bad]) == 2
+        assert "--timestep-shift must be a number > 0" in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+
+
 def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path,
                                                                                         capsys):
     out = tmp_path / "p.safetensors"
@@ -276,4 +297,16 @@ def test_mmdit_conditioning_probabilities_reach_the_recipe_and_the_checkpoint_id
     assert "p_drop_last: checkpoint 0.5, now 0.1" in capsys.readouterr().err
     assert mmdit(["--out", str(out), "--p-drop-last", "1.5"], dataset, vae_file, tmp_path / "bad", "base") == 2
     assert "p_drop_last must be a probability" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "cache").exists()  # refused before encoding anything
+
+
+def test_mmdit_timestep_shift_reaches_the_recipe_and_the_checkpoint_identity(dataset, vae_file, tmp_path, capsys):
+    out = tmp_path / "s.safetensors"
+    assert mmdit(["--out", str(out), "--timestep-shift", "3"], dataset, vae_file, tmp_path, "base") == 0
+    assert json.loads(read_metadata(out)["recipe"])["logit_normal_mean"] == pytest.approx(math.log(3))
+    assert "--timestep-shift 3.0" in read_metadata(out)["training_command"]
+    assert mmdit(["--out", str(out), "--steps", "3"], dataset, vae_file, tmp_path, "base") == 2
+    assert "timestep_shift: checkpoint 3.0, now 1.0" in capsys.readouterr().err
+    assert mmdit(["--out", str(out), "--timestep-shift", "0"], dataset, vae_file, tmp_path / "bad", "base") == 2
+    assert "timestep_shift must be a positive number" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "cache").exists()  # refused before encoding anything

@@ -16,6 +16,7 @@ from omnihuman_core.train.objective import (
     ABLATIONS, Draws, Recipe, cell_weights, draw, encode_captions, flow_matching_loss, loss_from_draws, mouth_cells,
     moving_cells, sample_timesteps,
 )
+from omnihuman_core.train.mmdit import MMDiTSettings
 from omnihuman_core.train.stages import STAGES, split_steps, trainable_parameters
 from .helpers import randomized, tiny_model, tiny_text
 
@@ -96,6 +97,20 @@ def test_logit_normal_timesteps():
     assert abs(inside.item() - 0.6827) < 0.01
     shifted = sample_timesteps(40000, 1.0, 0.5, g)
     assert abs(shifted.median().item() - torch.sigmoid(torch.tensor(1.0)).item()) < 0.01
+
+
+def test_a_logit_normal_mean_of_ln_s_is_the_samplers_shift_s():
+    # `train mmdit --timestep-shift s` sets the mean to ln(s): the same draws, shifted as the sampler shifts its grid.
+    from omnihuman_core.sampling import shift_time
+
+    z = torch.linspace(-6, 6, 101, dtype=torch.float64)
+    for s in (0.5, 3.0, 5.0):
+        assert torch.allclose(shift_time(torch.sigmoid(z), s), torch.sigmoid(z + math.log(s)), atol=1e-12)
+    assert MMDiTSettings(timestep_shift=3.0).recipe().logit_normal_mean == math.log(3.0)
+    assert MMDiTSettings().recipe().logit_normal_mean == 0.0
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(InputError, match="timestep_shift must be a positive number"):
+            MMDiTSettings(timestep_shift=bad)
 
 
 # ---- training input == sampler input --------------------------------------------------------------------
