@@ -47,7 +47,8 @@ MOUTH_WEIGHT = 30.0
 # chained renders of this recipe do not drift (BENCHMARKS.md, "A recipe experiment").
 MOTION_NOISE = 0.0
 # Shift of the MMDiT stages' training flow times (MMDiTSettings.timestep_shift; 1 = logit-normal(0, 1)); the
-# demo samples with shift 3 (cli.DEMO_RENDER_DEFAULTS). Stored in plan.json by a work folder's first run.
+# demo samples with shift 3 (cli.DEMO_RENDER_DEFAULTS). Training at 3 too was not better in the same 2 hours
+# (BENCHMARKS.md, "Timestep shift in the demo recipe"). Stored in plan.json by a work folder's first run.
 TIMESTEP_SHIFT = 1.0
 STEPS = ("data", "vae", "cache", "text", "base", "stage1", "stage2", "upscaler", "export")
 
