@@ -144,7 +144,7 @@ class _DemoRun:
                         f"--precision {self.precision}" +
                         "".join(f" --share {k}={v:g}" for k, v in plan["split"].items() if v != SPLIT.get(k)) +
                         (f" --timestep-shift {plan['timestep_shift']:g}"
-                         if plan.get("timestep_shift", 1.0) != TIMESTEP_SHIFT else ""))
+                         if plan["timestep_shift"] != TIMESTEP_SHIFT else ""))
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
             "text_encoder": work / "text" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
@@ -234,7 +234,7 @@ class _DemoRun:
 
         mm = dict(preset=self.preset, text_preset=self.preset, frames=9 if tiny else 33, windows_per_clip=1,
                   face_weight=FACE_WEIGHT, motion_noise=MOTION_NOISE,
-                  timestep_shift=self.plan.get("timestep_shift", 1.0))
+                  timestep_shift=self.plan["timestep_shift"])
         cache_dir = self.work / "latent_cache"
         if self.wanted("cache") and not self.done("cache"):
             t0 = time.time()
