@@ -10,6 +10,13 @@
 #   bash scripts/ablations.sh                 # defaults below; rerunning resumes every run and skips finished ones
 #   MINUTES=20 CLIPS=20 bash scripts/ablations.sh
 #   TRAIN_STEPS=750 bash scripts/ablations.sh   # equal optimiser steps instead of minutes (fair on a shared machine)
+#   FULL_RUN=runs/demo_work bash scripts/ablations.sh   # the full row IS a finished `train demo` run (see below)
+#   ROWS="full no_reasoning no_mm_warmup" bash scripts/ablations.sh   # only these rows now (the rest in a later sitting)
+#
+# FULL_RUN: the work folder of a finished `train demo` run. Its base / stage 1 / stage 2 files become the full row
+# (linked, not retrained), every other row gets the optimiser steps that run's stages took (its plan.json), and its
+# float32 VAE, latent cache and text encoder are the defaults for VAE / CACHE / TEXT_ENCODER: the table then
+# ablates the shipped recipe at the shipped budget.
 #
 # Needs: the synthetic dataset (DATA), a trained VAE (VAE) and a pretrained text encoder (TEXT_ENCODER, `train text`
 # or the text step of `train demo`), which every variant keeps frozen: the rows then differ only in what the
@@ -23,9 +30,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-data/synth}
+FULL_RUN=${FULL_RUN:-}        # a finished `train demo` work folder whose MMDiT stages are the full row
+[ -z "$FULL_RUN" ] || [ -f "$FULL_RUN/plan.json" ] || {
+  echo "ablations.sh: FULL_RUN=$FULL_RUN has no plan.json; point it at the --work folder of a finished train demo run" >&2; exit 1; }
+VAE=${VAE:-${FULL_RUN:+$FULL_RUN/vae/vae.safetensors}}
 VAE=${VAE:-models/demo/vae.safetensors}
-TEXT_ENCODER=${TEXT_ENCODER:-runs/demo/text/text_encoder.safetensors}
+TEXT_ENCODER=${TEXT_ENCODER:-${FULL_RUN:-runs/demo}/text/text_encoder.safetensors}
 WORK=${WORK:-runs/ablations}
+ALL_ROWS="full no_reasoning cross_attention_audio no_mm_warmup reference_image no_reference"
+ROWS=${ROWS:-$ALL_ROWS}       # rows to train and render in this sitting
+for r in $ROWS; do case " $ALL_ROWS " in *" $r "*) ;; *) echo "ablations.sh: unknown row '$r' in ROWS; rows are: $ALL_ROWS" >&2; exit 1;; esac; done
+CACHE=${CACHE:-${FULL_RUN:+$FULL_RUN/latent_cache}}
 CACHE=${CACHE:-$WORK/latent_cache}
 MINUTES=${MINUTES:-8}         # MMDiT training minutes per variant (all stages together)
 TRAIN_STEPS=${TRAIN_STEPS:-}  # if set: optimiser steps per variant instead (same split), MINUTES is ignored
@@ -54,8 +69,30 @@ budget() {
   if [ -n "$TRAIN_STEPS" ]; then echo "--steps $("$P" -c "print(max(1, round($TRAIN_STEPS * $1)))") --minutes 0"
   else echo "--minutes $("$P" -c "print(round($MINUTES * $1, 3))")"; fi
 }
-read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
-read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_REST <<< "$(budget 0.60)"
+if [ -n "$FULL_RUN" ]; then
+  # The steps each MMDiT stage of that run took; refused unless all three finished (a partial run is no full row).
+  read -r S_BASE S_S1 S_S2 < <("$P" -c "
+import json, sys
+try: plan = json.load(open('$FULL_RUN/plan.json'))
+except OSError as e: sys.exit(f'ablations.sh: FULL_RUN=$FULL_RUN has no readable plan.json ({e}); point it at a train demo --work folder')
+st = plan.get('stages', {})
+open_ = [s for s in ('base', 'stage1', 'stage2') if not st.get(s, {}).get('done')]
+if open_: sys.exit(f'ablations.sh: FULL_RUN=$FULL_RUN has not finished {\" \".join(open_)}; finish that run first (train demo --work $FULL_RUN)')
+if plan.get('timestep_shift', 1.0) != 1.0: sys.exit('ablations.sh: FULL_RUN=$FULL_RUN trained at timestep shift ' + str(plan['timestep_shift']) + '; the rows train at the default 1')
+print(st['base']['steps'], st['stage1']['steps'], st['stage2']['steps'])") || exit 1
+  B_BASE=(--steps "$S_BASE" --minutes 0); B_S1=(--steps "$S_S1" --minutes 0); B_S2=(--steps "$S_S2" --minutes 0)
+  B_REST=(--steps $((S_S1 + S_S2)) --minutes 0)
+  mkdir -p "$WORK/full"
+  for pair in base:base stage1:stage1 stage2:mmdit; do
+    [ -f "$WORK/full/${pair#*:}.safetensors" ] || ln -f "$FULL_RUN/${pair%%:*}/mmdit.safetensors" "$WORK/full/${pair#*:}.safetensors" \
+      2>/dev/null || cp "$FULL_RUN/${pair%%:*}/mmdit.safetensors" "$WORK/full/${pair#*:}.safetensors"
+  done
+  echo "ablations.sh: full row = $FULL_RUN (steps base $S_BASE / stage 1 $S_S1 / stage 2 $S_S2; every other row the same)"
+else
+  read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
+  read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_REST <<< "$(budget 0.60)"
+fi
+wanted() { case " $ROWS " in *" $1 "*) return 0;; *) return 1;; esac; }
 
 train() {  # name, extra args for every stage
   local name=$1; shift
@@ -86,18 +123,18 @@ evaluate() {  # label, model name, extra evaluate args
     --label "$label" --out "$RESULTS/$label.json" "$@"
 }
 
-train full
-train cross_attention_audio --audio-mode cross_attention
-train no_mm_warmup
-train reference_image --recipe-reference-mode reference
-train no_reference --recipe-reference-mode none
-
-evaluate full full
-evaluate no_reasoning full --prompts generic
-evaluate cross_attention_audio cross_attention_audio
-evaluate no_mm_warmup no_mm_warmup
-evaluate reference_image reference_image --reference-mode reference
-evaluate no_reference no_reference --reference-mode none
+# Each row is rendered as soon as it is trained, so a sitting cut short keeps the rows it finished.
+# The full row's base is trained (or linked) whenever a row needs it: no_mm_warmup starts from it.
+if wanted full || wanted no_reasoning || wanted no_mm_warmup; then train full; fi
+if wanted full; then evaluate full full; fi
+if wanted no_reasoning; then evaluate no_reasoning full --prompts generic; fi
+if wanted no_mm_warmup; then train no_mm_warmup; evaluate no_mm_warmup no_mm_warmup; fi
+if wanted cross_attention_audio; then
+  train cross_attention_audio --audio-mode cross_attention; evaluate cross_attention_audio cross_attention_audio; fi
+if wanted reference_image; then
+  train reference_image --recipe-reference-mode reference; evaluate reference_image reference_image --reference-mode reference; fi
+if wanted no_reference; then
+  train no_reference --recipe-reference-mode none; evaluate no_reference no_reference --reference-mode none; fi
 
 "$P" -m omnihuman_core evaluate table "$RESULTS"/*.json --out-md "$RESULTS/table.md"
 cat "$RESULTS/table.md"

@@ -1,0 +1,117 @@
+"""scripts/ablations.sh: which runs it asks for, with a stand-in Python that records `-m omnihuman_core` calls.
+
+The stand-in runs every other call (`-c` snippets that read the recipe and the run's plan) with this Python, and
+answers `train mmdit` / `evaluate run` / `evaluate table` by writing the file named after --out (--out-md), so the script's bookkeeping
+(budgets, linking the full row, rows per sitting, skipping finished work) is tested without training anything.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "ablations.sh"
+
+_FAKE = """#!/usr/bin/env bash
+if [ "$1" = -m ] && [ "$2" = omnihuman_core ]; then
+  printf '%s\\n' "$*" >> "$CALLS"
+  out=""; prev=""
+  for a in "$@"; do case $prev in --out|--out-md) out=$a;; esac; prev=$a; done
+  mkdir -p "$(dirname "$out")" && echo made > "$out"; exit 0
+fi
+exec {python} "$@"
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(_FAKE.format(python=shlex.quote(sys.executable)))
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.touch()
+    return {**os.environ, "PYTHON": str(fake), "CALLS": str(calls), "WORK": str(tmp_path / "work"),
+            "RESULTS": str(tmp_path / "results"), "DATA": str(tmp_path / "data"), "CLIPS": "3"}
+
+
+def _full_run(root: Path, done=("base", "stage1", "stage2"), **plan_extra) -> Path:
+    steps = {"base": 11, "stage1": 5, "stage2": 7}
+    plan = {"stages": {s: {"steps": n, "done": s in done} for s, n in steps.items()}, **plan_extra}
+    root.mkdir(parents=True)
+    (root / "plan.json").write_text(json.dumps(plan))
+    for sub in ("base", "stage1", "stage2"):
+        (root / sub).mkdir()
+        (root / sub / "mmdit.safetensors").write_text(sub)
+    for sub, name in (("text", "text_encoder"), ("vae", "vae")):
+        (root / sub).mkdir()
+        (root / sub / f"{name}.safetensors").write_text(sub)
+    (root / "latent_cache").mkdir()
+    return root
+
+
+def _run(env, **extra):
+    r = subprocess.run(["bash", str(SCRIPT)], env={**env, **extra}, capture_output=True, text=True, timeout=120)
+    calls = [line.split() for line in Path(env["CALLS"]).read_text().splitlines()]
+    return r, calls
+
+
+def _flag(call, name):
+    return call[call.index(name) + 1]
+
+
+def test_a_finished_demo_run_is_the_full_row_and_sets_every_rows_steps(env, tmp_path):
+    run = _full_run(tmp_path / "demo_work")
+    r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_reasoning no_mm_warmup cross_attention_audio")
+    assert r.returncode == 0, r.stderr
+    assert "steps base 11 / stage 1 5 / stage 2 7" in r.stdout
+    work = Path(env["WORK"])
+    # The full row is the run's files, not a retrained model.
+    assert (work / "full" / "mmdit.safetensors").read_text() == "stage2"
+    assert (work / "full" / "base.safetensors").read_text() == "base"
+    trains = [c for c in calls if c[2] == "train"]
+    assert not any("/full/" in _flag(c, "--out") for c in trains)
+    joint = [c for c in trains if _flag(c, "--stage") == "joint"]
+    assert len(joint) == 1 and _flag(joint[0], "--steps") == "12"  # stage 1 + stage 2 of the run
+    assert _flag(joint[0], "--init") == str(work / "full" / "base.safetensors")
+    xattn = {_flag(c, "--stage"): c for c in trains if "--audio-mode" in c}
+    assert {s: _flag(c, "--steps") for s, c in xattn.items()} == {"base": "11", "stage1": "5", "stage2": "7"}
+    assert all(_flag(c, "--cache") == str(run / "latent_cache") for c in trains)
+    assert all(_flag(c, "--text-encoder") == str(run / "text" / "text_encoder.safetensors") for c in trains)
+    evals = {_flag(c, "--label"): c for c in calls if c[2:4] == ["evaluate", "run"]}
+    assert set(evals) == {"full", "no_reasoning", "no_mm_warmup", "cross_attention_audio"}
+    assert _flag(evals["no_reasoning"], "--prompts") == "generic"
+    assert all(_flag(c, "--vae") == str(run / "vae" / "vae.safetensors") for c in evals.values())
+    # Rows not asked for are neither trained nor rendered.
+    assert not any("reference" in " ".join(c) for c in calls)
+
+    # A second sitting renders only what is missing and trains nothing already trained.
+    Path(env["CALLS"]).write_text("")
+    r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_mm_warmup reference_image")
+    assert r.returncode == 0, r.stderr
+    labels = [_flag(c, "--label") for c in calls if c[2:4] == ["evaluate", "run"]]
+    assert labels == ["reference_image"]
+    assert {_flag(c, "--out").split("/")[-2] for c in calls if c[2] == "train"} == {"reference_image"}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown_row", "unknown row 'fullish' in ROWS"),
+    ("no_plan", "has no plan.json"),
+    ("unfinished", "has not finished stage2"),
+    ("shifted", "timestep shift 3"),
+])
+def test_bad_settings_are_refused_before_anything_runs(env, tmp_path, case, message):
+    extra = {"ROWS": "fullish"} if case == "unknown_row" else {}
+    if case == "no_plan":
+        extra["FULL_RUN"] = str(tmp_path / "not_a_run")
+    elif case == "unfinished":
+        extra["FULL_RUN"] = str(_full_run(tmp_path / "run", done=("base", "stage1")))
+    elif case == "shifted":
+        extra["FULL_RUN"] = str(_full_run(tmp_path / "run", timestep_shift=3.0))
+    r, calls = _run(env, **extra)
+    assert r.returncode != 0 and message in r.stderr
+    assert calls == []
