@@ -49,6 +49,15 @@ STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
 TEXT_SCALE=${TEXT_SCALE:-}    # guidance scales for every row (default: each model's own render_defaults)
 AUDIO_SCALE=${AUDIO_SCALE:-}
 RESULTS=${RESULTS:-results/ablations}
+# reference: every row given the reference image also starts on it (the shipped demo renders so; a training stage's
+# own file does not carry that choice, so it is passed here); generated: every row generates its first frame.
+# The no-reference row always generates it: pinning the image would give that row a reference.
+FIRST_FRAME=${FIRST_FRAME:-reference}
+case $FIRST_FRAME in
+  reference) PIN=--first-frame-from-reference ;;
+  generated) PIN=--no-first-frame-from-reference ;;
+  *) echo "ablations.sh: FIRST_FRAME must be reference or generated, got '$FIRST_FRAME'" >&2; exit 1 ;;
+esac
 mkdir -p "$WORK" "$RESULTS"
 [ -f "$TEXT_ENCODER" ] || { echo "ablations.sh: no text encoder at $TEXT_ENCODER; pretrain one with
   $P -m omnihuman_core train text --data $DATA --out $TEXT_ENCODER --work runs/demo/text/run --minutes 3
@@ -126,15 +135,18 @@ evaluate() {  # label, model name, extra evaluate args
 # Each row is rendered as soon as it is trained, so a sitting cut short keeps the rows it finished.
 # The full row's base is trained (or linked) whenever a row needs it: no_mm_warmup starts from it.
 if wanted full || wanted no_reasoning || wanted no_mm_warmup; then train full; fi
-if wanted full; then evaluate full full; fi
-if wanted no_reasoning; then evaluate no_reasoning full --prompts generic; fi
-if wanted no_mm_warmup; then train no_mm_warmup; evaluate no_mm_warmup no_mm_warmup; fi
+if wanted full; then evaluate full full "$PIN"; fi
+if wanted no_reasoning; then evaluate no_reasoning full --prompts generic "$PIN"; fi
+if wanted no_mm_warmup; then train no_mm_warmup; evaluate no_mm_warmup no_mm_warmup "$PIN"; fi
 if wanted cross_attention_audio; then
-  train cross_attention_audio --audio-mode cross_attention; evaluate cross_attention_audio cross_attention_audio; fi
+  train cross_attention_audio --audio-mode cross_attention
+  evaluate cross_attention_audio cross_attention_audio "$PIN"; fi
 if wanted reference_image; then
-  train reference_image --recipe-reference-mode reference; evaluate reference_image reference_image --reference-mode reference; fi
+  train reference_image --recipe-reference-mode reference
+  evaluate reference_image reference_image --reference-mode reference "$PIN"; fi
 if wanted no_reference; then
-  train no_reference --recipe-reference-mode none; evaluate no_reference no_reference --reference-mode none; fi
+  train no_reference --recipe-reference-mode none
+  evaluate no_reference no_reference --reference-mode none --no-first-frame-from-reference; fi
 
 "$P" -m omnihuman_core evaluate table "$RESULTS"/*.json --out-md "$RESULTS/table.md"
 cat "$RESULTS/table.md"

@@ -85,16 +85,19 @@ def test_a_finished_demo_run_is_the_full_row_and_sets_every_rows_steps(env, tmp_
     evals = {_flag(c, "--label"): c for c in calls if c[2:4] == ["evaluate", "run"]}
     assert set(evals) == {"full", "no_reasoning", "no_mm_warmup", "cross_attention_audio"}
     assert _flag(evals["no_reasoning"], "--prompts") == "generic"
+    # Rows given the reference image start on it, as the shipped demo renders (a stage file does not say so).
+    assert all("--first-frame-from-reference" in c for c in evals.values())
     assert all(_flag(c, "--vae") == str(run / "vae" / "vae.safetensors") for c in evals.values())
     # Rows not asked for are neither trained nor rendered.
-    assert not any("reference" in " ".join(c) for c in calls)
+    assert not any("--recipe-reference-mode" in c or "--reference-mode" in c for c in calls)
 
     # A second sitting renders only what is missing and trains nothing already trained.
     Path(env["CALLS"]).write_text("")
     r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_mm_warmup reference_image")
     assert r.returncode == 0, r.stderr
-    labels = [_flag(c, "--label") for c in calls if c[2:4] == ["evaluate", "run"]]
-    assert labels == ["reference_image"]
+    evals = [c for c in calls if c[2:4] == ["evaluate", "run"]]
+    assert [_flag(c, "--label") for c in evals] == ["reference_image"]
+    assert "--first-frame-from-reference" in evals[0] and _flag(evals[0], "--reference-mode") == "reference"
     assert {_flag(c, "--out").split("/")[-2] for c in calls if c[2] == "train"} == {"reference_image"}
 
 
@@ -103,9 +106,10 @@ def test_a_finished_demo_run_is_the_full_row_and_sets_every_rows_steps(env, tmp_
     ("no_plan", "has no plan.json"),
     ("unfinished", "has not finished stage2"),
     ("shifted", "timestep shift 3"),
+    ("first_frame", "FIRST_FRAME must be reference or generated"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(env, tmp_path, case, message):
-    extra = {"ROWS": "fullish"} if case == "unknown_row" else {}
+    extra = {"ROWS": "fullish"} if case == "unknown_row" else {"FIRST_FRAME": "first"} if case == "first_frame" else {}
     if case == "no_plan":
         extra["FULL_RUN"] = str(tmp_path / "not_a_run")
     elif case == "unfinished":
@@ -115,3 +119,20 @@ def test_bad_settings_are_refused_before_anything_runs(env, tmp_path, case, mess
     r, calls = _run(env, **extra)
     assert r.returncode != 0 and message in r.stderr
     assert calls == []
+
+
+def test_the_no_reference_row_generates_its_first_frame_and_generated_applies_to_every_row(env, tmp_path):
+    run = _full_run(tmp_path / "demo_work")
+    r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_reference")
+    assert r.returncode == 0, r.stderr
+    evals = {_flag(c, "--label"): c for c in calls if c[2:4] == ["evaluate", "run"]}
+    assert "--no-first-frame-from-reference" in evals["no_reference"]
+    assert "--first-frame-from-reference" not in evals["no_reference"]
+    assert "--first-frame-from-reference" in evals["full"]
+    for label in evals:
+        (Path(env["RESULTS"]) / f"{label}.json").unlink()
+    Path(env["CALLS"]).write_text("")
+    r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_reference", FIRST_FRAME="generated")
+    assert r.returncode == 0, r.stderr
+    evals = [c for c in calls if c[2:4] == ["evaluate", "run"]]
+    assert len(evals) == 2 and all("--no-first-frame-from-reference" in c for c in evals)
