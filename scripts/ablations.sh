@@ -49,9 +49,11 @@ STEPS=${STEPS:-}              # sampler steps (default: the model's own, 20)
 TEXT_SCALE=${TEXT_SCALE:-}    # guidance scales for every row (default: each model's own render_defaults)
 AUDIO_SCALE=${AUDIO_SCALE:-}
 RESULTS=${RESULTS:-results/ablations}
-# reference: every row given the reference image also starts on it (the shipped demo renders so; a training stage's
-# own file does not carry that choice, so it is passed here); generated: every row generates its first frame.
-# The no-reference row always generates it: pinning the image would give that row a reference.
+# reference: the pseudo-last-frame rows also start on the reference image, as the shipped demo renders (a training
+# stage's own file does not carry that choice, so it is passed here); generated: they generate their first frame.
+# The reference-image and no-reference rows always generate it, as their models render by default
+# (RenderSettings.for_model: those modes condition on the image only their own way; pinning it would give the
+# no-reference row a reference).
 FIRST_FRAME=${FIRST_FRAME:-reference}
 case $FIRST_FRAME in
   reference) PIN=--first-frame-from-reference ;;
@@ -143,7 +145,7 @@ if wanted cross_attention_audio; then
   evaluate cross_attention_audio cross_attention_audio "$PIN"; fi
 if wanted reference_image; then
   train reference_image --recipe-reference-mode reference
-  evaluate reference_image reference_image --reference-mode reference "$PIN"; fi
+  evaluate reference_image reference_image --reference-mode reference --no-first-frame-from-reference; fi
 if wanted no_reference; then
   train no_reference --recipe-reference-mode none
   evaluate no_reference no_reference --reference-mode none --no-first-frame-from-reference; fi

@@ -85,7 +85,7 @@ def test_a_finished_demo_run_is_the_full_row_and_sets_every_rows_steps(env, tmp_
     evals = {_flag(c, "--label"): c for c in calls if c[2:4] == ["evaluate", "run"]}
     assert set(evals) == {"full", "no_reasoning", "no_mm_warmup", "cross_attention_audio"}
     assert _flag(evals["no_reasoning"], "--prompts") == "generic"
-    # Rows given the reference image start on it, as the shipped demo renders (a stage file does not say so).
+    # The pseudo-last-frame rows start on the reference, as the shipped demo renders (a stage file does not say so).
     assert all("--first-frame-from-reference" in c for c in evals.values())
     assert all(_flag(c, "--vae") == str(run / "vae" / "vae.safetensors") for c in evals.values())
     # Rows not asked for are neither trained nor rendered.
@@ -97,7 +97,7 @@ def test_a_finished_demo_run_is_the_full_row_and_sets_every_rows_steps(env, tmp_
     assert r.returncode == 0, r.stderr
     evals = [c for c in calls if c[2:4] == ["evaluate", "run"]]
     assert [_flag(c, "--label") for c in evals] == ["reference_image"]
-    assert "--first-frame-from-reference" in evals[0] and _flag(evals[0], "--reference-mode") == "reference"
+    assert "--no-first-frame-from-reference" in evals[0] and _flag(evals[0], "--reference-mode") == "reference"
     assert {_flag(c, "--out").split("/")[-2] for c in calls if c[2] == "train"} == {"reference_image"}
 
 
@@ -121,7 +121,7 @@ def test_bad_settings_are_refused_before_anything_runs(env, tmp_path, case, mess
     assert calls == []
 
 
-def test_the_no_reference_row_generates_its_first_frame_and_generated_applies_to_every_row(env, tmp_path):
+def test_the_no_reference_row_generates_its_first_frame_and_generated_applies_to_the_pinned_rows(env, tmp_path):
     run = _full_run(tmp_path / "demo_work")
     r, calls = _run(env, FULL_RUN=str(run), ROWS="full no_reference")
     assert r.returncode == 0, r.stderr
