@@ -94,6 +94,13 @@ print(st['base']['steps'], st['stage1']['steps'], st['stage2']['steps'])") || ex
   B_BASE=(--steps "$S_BASE" --minutes 0); B_S1=(--steps "$S_S1" --minutes 0); B_S2=(--steps "$S_S2" --minutes 0)
   B_REST=(--steps $((S_S1 + S_S2)) --minutes 0)
   mkdir -p "$WORK/full"
+  # One WORK folder ablates one run: rows trained to another run's step counts would not compare with this one.
+  here=$(cd "$FULL_RUN" && pwd -P)
+  if [ -f "$WORK/full/full_run.txt" ] && [ "$(cat "$WORK/full/full_run.txt")" != "$here" ]; then
+    echo "ablations.sh: WORK=$WORK holds the rows of FULL_RUN=$(cat "$WORK/full/full_run.txt"), not $here; give this run its own WORK (and RESULTS)" >&2
+    exit 1
+  fi
+  echo "$here" > "$WORK/full/full_run.txt"
   for pair in base:base stage1:stage1 stage2:mmdit; do
     [ -f "$WORK/full/${pair#*:}.safetensors" ] || ln -f "$FULL_RUN/${pair%%:*}/mmdit.safetensors" "$WORK/full/${pair#*:}.safetensors" \
       2>/dev/null || cp "$FULL_RUN/${pair%%:*}/mmdit.safetensors" "$WORK/full/${pair#*:}.safetensors"

@@ -136,3 +136,14 @@ def test_the_no_reference_row_generates_its_first_frame_and_generated_applies_to
     assert r.returncode == 0, r.stderr
     evals = [c for c in calls if c[2:4] == ["evaluate", "run"]]
     assert len(evals) == 2 and all("--no-first-frame-from-reference" in c for c in evals)
+
+
+def test_a_work_folder_filled_from_one_run_refuses_another(env, tmp_path):
+    first, second = _full_run(tmp_path / "run_a"), _full_run(tmp_path / "run_b")
+    r, _ = _run(env, FULL_RUN=str(first), ROWS="full")
+    assert r.returncode == 0, r.stderr
+    Path(env["CALLS"]).write_text("")
+    r, calls = _run(env, FULL_RUN=str(second), ROWS="full no_mm_warmup")
+    assert r.returncode != 0 and "holds the rows of FULL_RUN" in r.stderr and "own WORK" in r.stderr
+    assert calls == []
+    assert (Path(env["WORK"]) / "full" / "mmdit.safetensors").samefile(first / "stage2" / "mmdit.safetensors")
