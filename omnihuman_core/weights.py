@@ -47,8 +47,27 @@ def save_safetensors(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    _canonical_header(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted, so the same weights and metadata give the same bytes.
+
+    safetensors writes the metadata in its hash map's order, which changes from process to process. A file
+    re-exported from the same checkpoint would then get a new `file_fingerprint`, and a later training stage
+    that recorded the old one would refuse to resume. Sorting the JSON keeps its length (same escaping, same
+    separators), so the header is rewritten in place; tensor offsets are relative to the data that follows.
+    """
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # not expected (the writer escapes as json does); the file stays valid, just unsorted
+            return
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))  # safetensors pads its header with spaces itself
 
 
 def _sniff(path: Path) -> None:

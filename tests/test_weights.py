@@ -99,3 +99,20 @@ def test_fingerprint_sees_changed_values_with_same_shapes(tmp_path):
         net[0].weight.add_(1)
     b = save_safetensors(tmp_path / "b.safetensors", net.state_dict(), "mmdit", {})
     assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def test_same_weights_and_metadata_give_the_same_bytes(tmp_path):
+    # safetensors orders metadata by its hash map, which differs per call; a re-export of the same checkpoint
+    # must keep its fingerprint, or the next training stage that recorded it refuses to resume.
+    # Mixed dtypes: the writer orders the data by alignment, so sorted names no longer follow the offsets.
+    state = {**_net().state_dict(), "a_half": torch.ones(3, dtype=torch.float16), "steps": torch.arange(2)}
+    extra = {f"key{i}": f"value {i}" for i in range(12)}
+    paths = [save_safetensors(tmp_path / f"{i}.safetensors", state, "mmdit", {"hidden": 8},
+                              dict(reversed(extra.items())) if i % 2 else extra) for i in range(6)]
+    blobs = {p.read_bytes() for p in paths}
+    assert len(blobs) == 1
+    assert len({file_fingerprint(p) for p in paths}) == 1
+    loaded, config = load_safetensors(paths[0], "mmdit")
+    assert config == {"hidden": 8} and read_metadata(paths[0])["key3"] == "value 3"
+    for k, v in state.items():
+        assert torch.equal(loaded[k], v)
