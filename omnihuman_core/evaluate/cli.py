@@ -99,6 +99,9 @@ def add_evaluate_parser(subparsers) -> None:
     p = sub.add_parser("table", help="markdown ablation table from results files of run / drift")
     p.add_argument("results", nargs="+", type=Path, help="results .json files (run and drift; one label per row)")
     p.add_argument("--out-md", type=Path, help="also write the table to this markdown file")
+    p.add_argument("--against", metavar="LABEL",
+                   help="also compare every row with this row clip by clip (mean difference and a 90 %% bootstrap "
+                   "interval over clips for lip sync, HKV, identity and actions)")
     p.set_defaults(func=_cmd_table)
 
 
@@ -171,9 +174,12 @@ def _cmd_drift(args) -> int:
 
 
 def _cmd_table(args) -> int:
-    from .run import results_table
+    from .run import paired_table, results_table
 
+    # Both built before anything is printed or written: a wrong --against loses no table.
     table = results_table(args.results)
+    if args.against:
+        table += "\n" + paired_table(args.results, args.against)
     print(table, end="")
     if args.out_md:
         args.out_md.parent.mkdir(parents=True, exist_ok=True)

@@ -175,3 +175,22 @@ def ratio(value: float | None, ceiling: float | None) -> float | None:
     if value is None or ceiling is None or abs(ceiling) < 1e-9:
         return None
     return value / ceiling
+
+
+def paired_bootstrap(numerators: np.ndarray, denominators: np.ndarray | None = None, *, level: float = 0.9,
+                     resamples: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-clip paired differences and its `level` percentile-bootstrap interval over clips.
+
+    `numerators` holds one difference per clip (row minus baseline). With `denominators` the statistic is a
+    pooled ratio, sum(num) / sum(den), as action accuracy pools spans over clips. Clips are what a table
+    samples, so they are what is resampled; the render seed's own noise is not in the interval.
+    """
+    num = np.asarray(numerators, np.float64)
+    den = np.ones_like(num) if denominators is None else np.asarray(denominators, np.float64)
+    if num.ndim != 1 or num.shape != den.shape or len(num) == 0 or den.sum() <= 0:
+        raise InputError("paired_bootstrap needs one value per clip (and a positive total)")
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
+    dens = den[idx].sum(1)
+    stats = num[idx].sum(1) / np.where(dens > 0, dens, np.nan)
+    lo, hi = np.nanpercentile(stats, [50 * (1 - level), 50 * (1 + level)])
+    return float(num.sum() / den.sum()), float(lo), float(hi)

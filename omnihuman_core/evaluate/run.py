@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from .metrics import (action_units, audio_mouth, frame_range, frechet_distance, hkv, identity_similarity, lip_sync, mean_of,
-                      ratio, relative_drop)
+                      paired_bootstrap, ratio, relative_drop)
 
 RESULTS_FORMAT = "omnihuman-eval"
 RESULTS_VERSION = 1
@@ -801,6 +801,62 @@ def results_table(paths) -> str:
                  f"(lower is better; the ground truth's row: its even vs its odd clips); drift: worst relative drop of "
                  f"identity or lip sync, {drift_text} "
                  "(docs/EVALUATION.md).")
+    return "\n".join(lines) + "\n"
+
+
+# (metric, column title, decimals) of the paired comparison; higher is better for each.
+_PAIRED = (("lip_sync", "lip sync", 3), ("hkv", "HKV", 1), ("identity", "identity", 3), ("action_accuracy", "actions", 2))
+
+
+def paired_table(paths, against: str, level: float = 0.9) -> str:
+    """Each row minus the row `against`, clip by clip on the clips both rendered, with a bootstrap interval.
+
+    A table of 16 clips cannot tell a difference of 0.01 from the clips it happened to draw; this says which
+    differences the sample does resolve. "leads" means the whole interval lies on one side of 0.
+    """
+    runs = {}
+    for p in paths:
+        r = load_results(p)
+        if r["kind"] == "run" and r["summary"].get("model"):
+            runs[r["label"]] = r
+    if against not in runs:
+        raise InputError(f"--against {against!r} names no row with a model run among the results; "
+                         f"rows: {', '.join(sorted(runs)) or 'none'}")
+    base = {c["id"]: c["model"] for c in runs[against]["clips"] if c.get("model")}
+    lines = [f"Paired against `{against}`: mean of the per-clip difference (row minus {against}) on the clips both "
+             f"rendered, {level:.0%} bootstrap interval over clips in brackets; a row leads or trails where its "
+             "interval excludes 0, otherwise the sample cannot separate the two.".replace("%", " %"), "",
+             "| model | clips | " + " | ".join(f"{title} diff" for _, title, _ in _PAIRED)
+             + f" | {against} leads on lip sync and HKV |",
+             "|---|---|" + "---|" * len(_PAIRED) + "---|"]
+    for label, run in runs.items():
+        if label == against:
+            continue
+        rows = [(base[c["id"]], c["model"]) for c in run["clips"] if c.get("model") and c["id"] in base]
+        cells, verdict = [], {}
+        for key, _, digits in _PAIRED:
+            if key == "action_accuracy":
+                pairs = [(m["action_correct"] - b["action_correct"], b["action_total"]) for b, m in rows
+                         if b["action_total"] == m["action_total"]]
+                num, den = [x for x, _ in pairs], [y for _, y in pairs]
+            else:
+                num = [m[key] - b[key] for b, m in rows if m.get(key) is not None and b.get(key) is not None]
+                den = None
+            if not num or (den is not None and sum(den) == 0):
+                cells.append("–")
+                continue
+            mean, lo, hi = paired_bootstrap(np.array(num), None if den is None else np.array(den), level=level)
+            verdict[key] = "row" if lo > 0 else against if hi < 0 else "tie"
+            cells.append(f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]")
+        lip, motion = verdict.get("lip_sync"), verdict.get("hkv")
+        if lip is None or motion is None:
+            answer = "– (no paired lip sync or HKV)"
+        elif lip == against and motion == against:
+            answer = "yes"
+        else:
+            said = {against: "trails", "row": "leads", "tie": "ties"}
+            answer = f"no: this row {said[lip]} on lip sync, {said[motion]} on HKV"
+        lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + f" | {answer} |")
     return "\n".join(lines) + "\n"
 
 
