@@ -750,16 +750,26 @@ def _num(v, digits=3) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-def results_table(paths) -> str:
-    """Markdown ablation table: one row per label (run and drift files with the same label share a row)."""
+def _rows_by_label(paths) -> dict[str, dict]:
+    """{label: {kind: results}} in the order given; two files of one kind under one label are refused (one
+    would silently replace the other in the table)."""
     rows: dict[str, dict] = {}
-    gt_run = None
+    seen: dict[tuple[str, str], Path] = {}
     for p in paths:
         r = load_results(p)
-        row = rows.setdefault(r["label"], {})
-        row[r["kind"]] = r
-        if r["kind"] == "run" and gt_run is None:
-            gt_run = r
+        key = (r["label"], r["kind"])
+        if key in seen:
+            raise InputError(f"{seen[key]} and {p} are both `evaluate {r['kind']}` results labelled {r['label']!r}; "
+                             "leave one out, or rerun one with another --label")
+        seen[key] = Path(p)
+        rows.setdefault(r["label"], {})[r["kind"]] = r
+    return rows
+
+
+def results_table(paths) -> str:
+    """Markdown ablation table: one row per label (run and drift files with the same label share a row)."""
+    rows = _rows_by_label(paths)
+    gt_run = next((x["run"] for x in rows.values() if "run" in x), None)
     lines = [
         "| model | prompts | reference | lip sync corr | % of GT | offset | identity | % of GT | action acc "
         "| HKV | % of GT | FD | drift |",
@@ -814,11 +824,8 @@ def paired_table(paths, against: str, level: float = 0.9) -> str:
     A table of 16 clips cannot tell a difference of 0.01 from the clips it happened to draw; this says which
     differences the sample does resolve. "leads" means the whole interval lies on one side of 0.
     """
-    runs = {}
-    for p in paths:
-        r = load_results(p)
-        if r["kind"] == "run" and r["summary"].get("model"):
-            runs[r["label"]] = r
+    runs = {label: x["run"] for label, x in _rows_by_label(paths).items()
+            if "run" in x and x["run"]["summary"].get("model")}
     if against not in runs:
         raise InputError(f"--against {against!r} names no row with a model run among the results; "
                          f"rows: {', '.join(sorted(runs)) or 'none'}")

@@ -67,3 +67,9 @@ def test_rows_lead_trail_or_tie_against_the_named_row(tmp_path, capsys):
     assert "rows: full, worse" in capsys.readouterr().err and not out.exists()
     with pytest.raises(InputError, match="names no row"):
         paired_table([worse], "full")
+    # Two runs under one label: one would silently replace the other.
+    twin = _results(tmp_path / "twin.json", "worse", lip, hkv, ident, [1] * n)
+    with pytest.raises(InputError, match="both `evaluate run` results labelled 'worse'"):
+        paired_table([full, worse, twin], "full")
+    assert main(["evaluate", "table", str(full), str(worse), str(twin)]) == 2
+    assert "another --label" in capsys.readouterr().err
