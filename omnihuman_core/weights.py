@@ -55,7 +55,7 @@ def save_safetensors(
 def _canonical_header(path: Path) -> None:
     """Rewrite a safetensors header with its keys sorted, so the same weights and metadata give the same bytes.
 
-    safetensors writes the metadata in its hash map's order, which changes from process to process. A file
+    safetensors writes the metadata in its hash map's order, which changes from one write to the next. A file
     re-exported from the same checkpoint would then get a new `file_fingerprint`, and a later training stage
     that recorded the old one would refuse to resume. Sorting the JSON keeps its length (same escaping, same
     separators), so the header is rewritten in place; tensor offsets are relative to the data that follows.
