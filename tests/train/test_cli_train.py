@@ -90,6 +90,14 @@ def test_stage_chain_base_stage1_stage2(dataset, vae_file, tmp_path):
     # Stage 1 and 2 froze the text encoder: no new text encoder file was written over the base's.
     assert torch.equal(load_safetensors(text, "text_encoder")[0]["token_embedding.weight"],
                        text_state["token_embedding.weight"])
+    # Rerunning a finished stage (as a script that chains the stages does) exports its files again, byte for byte,
+    # so the next stage, whose checkpoint recorded their fingerprints, still resumes instead of refusing.
+    before = {p: p.read_bytes() for p in (base, text, stage1)}
+    assert mmdit(["--out", str(base)], dataset, vae_file, tmp_path, "base") == 0
+    assert mmdit(["--out", str(stage1), "--init", str(base)], dataset, vae_file, tmp_path, "stage1") == 0
+    assert mmdit(["--out", str(stage2), "--base", str(base), "--stage1", str(stage1)], dataset, vae_file, tmp_path,
+                 "stage2") == 0
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 def test_text_command_and_a_base_that_keeps_it_frozen(dataset, vae_file, tmp_path, capsys):
