@@ -12,6 +12,8 @@
 #   TRAIN_STEPS=750 bash scripts/ablations.sh   # equal optimiser steps instead of minutes (fair on a shared machine)
 #   FULL_RUN=runs/demo_work bash scripts/ablations.sh   # the full row IS a finished `train demo` run (see below)
 #   ROWS="full no_reasoning no_mm_warmup" bash scripts/ablations.sh   # only these rows now (the rest in a later sitting)
+#   PLAN=models/demo/train_plan.json VAE=models/demo/vae.safetensors TEXT_ENCODER=models/demo/text_encoder.safetensors \
+#     ROWS=no_reference bash scripts/ablations.sh   # a row at the shipped budget without the shipped run's work folder
 #
 # FULL_RUN: the work folder of a finished `train demo` run. Its base / stage 1 / stage 2 files become the full row
 # (linked, not retrained), every other row gets the optimiser steps that run's stages took (its plan.json), and its
@@ -26,6 +28,10 @@
 # The latent cache of `train demo` is reused when CACHE points at it and VAE is the file that built it: the
 # float32 <work>/vae/vae.safetensors of that run (models/demo/vae.safetensors is a half-precision export, other
 # weights to the cache, which would then be rebuilt).
+# PLAN: the plan.json of a finished `train demo` run (default: FULL_RUN's; models/demo/train_plan.json is the shipped
+# model's). Every row trains the optimiser steps that run's stages took, as with FULL_RUN, but without FULL_RUN
+# nothing is linked: a full row asked for is retrained, and VAE / TEXT_ENCODER default as without FULL_RUN (pass the
+# shipped files to ablate the shipped recipe on another machine; they are half-precision exports of that run's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${PYTHON:-.venv/bin/python}
@@ -33,6 +39,9 @@ DATA=${DATA:-data/synth}
 FULL_RUN=${FULL_RUN:-}        # a finished `train demo` work folder whose MMDiT stages are the full row
 [ -z "$FULL_RUN" ] || [ -f "$FULL_RUN/plan.json" ] || {
   echo "ablations.sh: FULL_RUN=$FULL_RUN has no plan.json; point it at the --work folder of a finished train demo run" >&2; exit 1; }
+PLAN=${PLAN:-${FULL_RUN:+$FULL_RUN/plan.json}}
+[ -z "$PLAN" ] || [ -f "$PLAN" ] || {
+  echo "ablations.sh: PLAN=$PLAN is not a file; give the plan.json of a finished train demo run (models/demo/train_plan.json is the shipped model's)" >&2; exit 1; }
 VAE=${VAE:-${FULL_RUN:+$FULL_RUN/vae/vae.safetensors}}
 VAE=${VAE:-models/demo/vae.safetensors}
 TEXT_ENCODER=${TEXT_ENCODER:-${FULL_RUN:-runs/demo}/text/text_encoder.safetensors}
@@ -80,19 +89,32 @@ budget() {
   if [ -n "$TRAIN_STEPS" ]; then echo "--steps $("$P" -c "print(max(1, round($TRAIN_STEPS * $1)))") --minutes 0"
   else echo "--minutes $("$P" -c "print(round($MINUTES * $1, 3))")"; fi
 }
-if [ -n "$FULL_RUN" ]; then
-  # The steps each MMDiT stage of that run took; refused unless all three finished (a partial run is no full row).
+if [ -n "$PLAN" ]; then
+  # The steps each MMDiT stage of that run took; refused unless all three finished (a partial run is no budget).
   read -r S_BASE S_S1 S_S2 < <("$P" -c "
 import json, sys
-try: plan = json.load(open('$FULL_RUN/plan.json'))
-except OSError as e: sys.exit(f'ablations.sh: FULL_RUN=$FULL_RUN has no readable plan.json ({e}); point it at a train demo --work folder')
+try: plan = json.load(open('$PLAN'))
+except (OSError, ValueError) as e: sys.exit(f'ablations.sh: PLAN=$PLAN is not a readable plan.json ({e}); point FULL_RUN at a train demo --work folder or PLAN at its plan.json')
 st = plan.get('stages', {})
 open_ = [s for s in ('base', 'stage1', 'stage2') if not st.get(s, {}).get('done')]
-if open_: sys.exit(f'ablations.sh: FULL_RUN=$FULL_RUN has not finished {\" \".join(open_)}; finish that run first (train demo --work $FULL_RUN)')
-if plan.get('timestep_shift', 1.0) != 1.0: sys.exit('ablations.sh: FULL_RUN=$FULL_RUN trained at timestep shift ' + str(plan['timestep_shift']) + '; the rows train at the default 1')
+if open_: sys.exit(f'ablations.sh: PLAN=$PLAN: the run has not finished {\" \".join(open_)}; finish that run first (train demo --work <its folder>)')
+if plan.get('timestep_shift', 1.0) != 1.0: sys.exit('ablations.sh: PLAN=$PLAN trained at timestep shift ' + str(plan['timestep_shift']) + '; the rows train at the default 1')
 print(st['base']['steps'], st['stage1']['steps'], st['stage2']['steps'])") || exit 1
   B_BASE=(--steps "$S_BASE" --minutes 0); B_S1=(--steps "$S_S1" --minutes 0); B_S2=(--steps "$S_S2" --minutes 0)
   B_REST=(--steps $((S_S1 + S_S2)) --minutes 0)
+  mkdir -p "$WORK"
+  # One WORK folder holds rows of one budget: rows trained to other step counts would not compare.
+  if [ -f "$WORK/budget.txt" ] && [ "$(cat "$WORK/budget.txt")" != "$S_BASE $S_S1 $S_S2" ]; then
+    echo "ablations.sh: WORK=$WORK holds rows trained for steps $(cat "$WORK/budget.txt") (base stage1 stage2), not $S_BASE $S_S1 $S_S2 from $PLAN; give this budget its own WORK (and RESULTS)" >&2
+    exit 1
+  fi
+  echo "$S_BASE $S_S1 $S_S2" > "$WORK/budget.txt"
+  echo "ablations.sh: every row trains the steps of $PLAN (base $S_BASE / stage 1 $S_S1 / stage 2 $S_S2)"
+else
+  read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
+  read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_REST <<< "$(budget 0.60)"
+fi
+if [ -n "$FULL_RUN" ]; then
   mkdir -p "$WORK/full"
   # One WORK folder ablates one run: rows trained to another run's step counts would not compare with this one.
   here=$(cd "$FULL_RUN" && pwd -P)
@@ -106,9 +128,6 @@ print(st['base']['steps'], st['stage1']['steps'], st['stage2']['steps'])") || ex
       2>/dev/null || cp "$FULL_RUN/${pair%%:*}/mmdit.safetensors" "$WORK/full/${pair#*:}.safetensors"
   done
   echo "ablations.sh: full row = $FULL_RUN (steps base $S_BASE / stage 1 $S_S1 / stage 2 $S_S2; every other row the same)"
-else
-  read -r -a B_BASE <<< "$(budget 0.40)"; read -r -a B_S1 <<< "$(budget 0.18)"
-  read -r -a B_S2 <<< "$(budget 0.42)"; read -r -a B_REST <<< "$(budget 0.60)"
 fi
 wanted() { case " $ROWS " in *" $1 "*) return 0;; *) return 1;; esac; }
 

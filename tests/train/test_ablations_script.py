@@ -147,3 +147,34 @@ def test_a_work_folder_filled_from_one_run_refuses_another(env, tmp_path):
     assert r.returncode != 0 and "holds the rows of FULL_RUN" in r.stderr and "own WORK" in r.stderr
     assert calls == []
     assert (Path(env["WORK"]) / "full" / "mmdit.safetensors").samefile(first / "stage2" / "mmdit.safetensors")
+
+
+def test_a_plan_file_alone_sets_the_steps_and_links_nothing(env, tmp_path):
+    # On a machine without the shipped run's work folder: the shipped plan gives the budget, the files are passed.
+    plan = _full_run(tmp_path / "demo_work") / "plan.json"
+    files = {"VAE": str(tmp_path / "vae.safetensors"), "TEXT_ENCODER": str(tmp_path / "te.safetensors")}
+    Path(files["TEXT_ENCODER"]).write_text("te")
+    r, calls = _run(env, PLAN=str(plan), ROWS="no_reference", **files)
+    assert r.returncode == 0, r.stderr
+    assert "steps of" in r.stdout and "base 11 / stage 1 5 / stage 2 7" in r.stdout
+    trains = [c for c in calls if c[2] == "train"]
+    assert {_flag(c, "--stage"): _flag(c, "--steps") for c in trains} == {"base": "11", "stage1": "5", "stage2": "7"}
+    assert all(_flag(c, "--recipe-reference-mode") == "none" for c in trains)
+    assert all(_flag(c, "--text-encoder") == files["TEXT_ENCODER"] for c in trains)
+    assert all(_flag(c, "--cache") == str(Path(env["WORK"]) / "latent_cache") for c in trains)
+    assert not (Path(env["WORK"]) / "full").exists()
+    (ev,) = [c for c in calls if c[2:4] == ["evaluate", "run"]]
+    assert _flag(ev, "--vae") == files["VAE"] and _flag(ev, "--label") == "no_reference"
+
+    # The same WORK with another budget is refused before anything runs; an unfinished plan too.
+    other = _full_run(tmp_path / "other", done=("base", "stage1", "stage2"))
+    (other / "plan.json").write_text(json.dumps({"stages": {s: {"steps": 3, "done": True}
+                                                            for s in ("base", "stage1", "stage2")}}))
+    Path(env["CALLS"]).write_text("")
+    r, calls = _run(env, PLAN=str(other / "plan.json"), ROWS="reference_image", **files)
+    assert r.returncode != 0 and "holds rows trained for steps 11 5 7" in r.stderr and calls == []
+    unfinished = _full_run(tmp_path / "unfinished", done=("base",))
+    r, calls = _run(env, PLAN=str(unfinished / "plan.json"), WORK=str(tmp_path / "w2"), **files)
+    assert r.returncode != 0 and "has not finished stage1 stage2" in r.stderr and calls == []
+    r, calls = _run(env, PLAN=str(tmp_path / "missing.json"), **files)
+    assert r.returncode != 0 and "is not a file" in r.stderr and calls == []
