@@ -104,6 +104,12 @@ def add_evaluate_parser(subparsers) -> None:
                    "interval over clips for lip sync, HKV, identity and actions)")
     p.set_defaults(func=_cmd_table)
 
+    p = sub.add_parser("merge", help="one run results file from runs of one model over disjoint clips (sittings)")
+    p.add_argument("results", nargs="+", type=Path, help="`evaluate run` results .json files (same model and settings)")
+    p.add_argument("--out", required=True, type=Path, help="the merged results .json")
+    p.add_argument("--label", help="the merged run's label (needed when the files' labels differ)")
+    p.set_defaults(func=_cmd_merge)
+
 
 def _model(args):
     from .run import ModelFiles
@@ -184,4 +190,13 @@ def _cmd_table(args) -> int:
     if args.out_md:
         args.out_md.parent.mkdir(parents=True, exist_ok=True)
         args.out_md.write_text(table, encoding="utf-8")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from .run import merge_results
+
+    result = merge_results(args.results, args.out, label=args.label)
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {args.out}: {len(result['clips'])} clips from {len(args.results)} files", file=sys.stderr)
     return 0

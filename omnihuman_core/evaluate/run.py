@@ -742,6 +742,78 @@ def load_results(path) -> dict:
     return data
 
 
+# What must agree for two `evaluate run` files to be one run over more clips. Not the data folder's path: a
+# dataset written again by seed on another machine is the same data (each file's path is kept in merged_from).
+_MERGE_SAME = ("kind", "version", "split", "seed", "model_files", "settings")
+
+
+def merge_results(paths, out=None, label: str | None = None) -> dict:
+    """One `evaluate run` results file from several over disjoint clips of one model and settings.
+
+    On a 2-core machine a split is rendered in sittings (`--skip-clips`, `--clips`); merged, the clips are one
+    sample again and every mean, action count and ratio is recomputed from the clips. The Frechet distances
+    need the frames' probe features, which results files do not keep: they become None (render all clips in
+    one run for FD). The chance lip sync is the clip-weighted mean of the files' own (each is the mean over
+    its clips of a mouth against another clip's audio; weighted, it is the mean over all those pairs).
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise InputError("evaluate merge needs at least two results files")
+    out_path = _check_out(out) if out is not None else None
+    runs = [load_results(p) for p in paths]
+    first = runs[0]
+    for p, r in zip(paths, runs):
+        if r["kind"] != "run":
+            raise InputError(f"{p} is an `evaluate {r['kind']}` file; only `evaluate run` files are merged")
+        for key in _MERGE_SAME:
+            if r.get(key) != first.get(key):
+                raise InputError(f"{p} and {paths[0]} differ in {key!r} ({r.get(key)!r} against {first.get(key)!r}); "
+                                 "only runs of one model with the same settings on one split are merged")
+        if r["probes"].get("test") != first["probes"].get("test"):  # their test accuracy, not where they lay
+            raise InputError(f"{p} and {paths[0]} were scored by different probes; rescore one with the other's")
+    owner: dict[str, Path] = {}
+    for p, r in zip(paths, runs):
+        for c in r["clips"]:
+            if c["id"] in owner:
+                raise InputError(f"clip {c['id']} is in both {owner[c['id']]} and {p}; merge runs over disjoint "
+                                 "clips (--skip-clips / --clips slices)")
+            owner[c["id"]] = p
+    labels = {r["label"] for r in runs}
+    if label is None and len(labels) > 1:
+        raise InputError(f"the files are labelled {', '.join(sorted(labels))}; name the merged run with --label")
+    clips = [c for r in runs for c in r["clips"]]
+    summary: dict = {}
+    for key in ("model", "gt", "vae"):
+        if all(r["summary"].get(key) for r in runs):
+            summary[key] = summarize([c[key] for c in clips])
+            summary[key]["fd"] = None
+        elif any(r["summary"].get(key) for r in runs):
+            raise InputError(f"only some of the files hold {key!r} numbers; merge runs made the same way")
+    weighted = [(r["summary"]["gt"].get("lip_sync_chance"), r["summary"]["gt"].get("lip_sync_clips") or 0)
+                for r in runs]
+    summary["gt"]["lip_sync_chance"] = (sum(v * n for v, n in weighted) / sum(n for _, n in weighted)
+                                        if all(v is not None for v, _ in weighted) and sum(n for _, n in weighted)
+                                        else None)
+    summary["gt"]["fd_split_half"] = None
+    summary["ratio"] = ratios(summary["model"], summary["gt"]) if "model" in summary else None
+    if "vae" in summary:
+        summary["vae_ratio"] = ratios(summary["vae"], summary["gt"])
+        summary["vae_file"] = first["summary"].get("vae_file")
+    unavailable = {k: v for r in runs for k, v in r.get("unavailable", {}).items()}
+    unavailable["fd"] = ("merged from runs over separate clips: the Frechet distances need every frame's probe "
+                         "features, which results files do not keep; render all clips in one `evaluate run` for FD")
+    result = {**{k: first[k] for k in ("format", "version", "kind", "data", "split", "seed", "model_files",
+                                        "settings", "probes", "targets")},
+              "label": label or first["label"], "skip_clips": None,
+              "merged_from": [{"file": str(p), "label": r["label"], "data": r["data"], "skip_clips": r.get("skip_clips"),
+                               "clips": len(r["clips"])} for p, r in zip(paths, runs)],
+              "summary": summary, "unavailable": unavailable,
+              "seconds": round(sum(r.get("seconds") or 0 for r in runs), 1), "clips": clips}
+    if out_path is not None:
+        _write(out_path, result)
+    return result
+
+
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.0f} %"
 
