@@ -39,6 +39,10 @@ DATA=${DATA:-data/synth}
 FULL_RUN=${FULL_RUN:-}        # a finished `train demo` work folder whose MMDiT stages are the full row
 [ -z "$FULL_RUN" ] || [ -f "$FULL_RUN/plan.json" ] || {
   echo "ablations.sh: FULL_RUN=$FULL_RUN has no plan.json; point it at the --work folder of a finished train demo run" >&2; exit 1; }
+if [ -n "$FULL_RUN" ] && [ -n "${PLAN:-}" ] && [ "$PLAN" != "$FULL_RUN/plan.json" ]; then
+  echo "ablations.sh: PLAN=$PLAN with FULL_RUN=$FULL_RUN: the full row is that run, so its own plan.json gives every row's steps; drop PLAN" >&2
+  exit 1
+fi
 PLAN=${PLAN:-${FULL_RUN:+$FULL_RUN/plan.json}}
 [ -z "$PLAN" ] || [ -f "$PLAN" ] || {
   echo "ablations.sh: PLAN=$PLAN is not a file; give the plan.json of a finished train demo run (models/demo/train_plan.json is the shipped model's)" >&2; exit 1; }

@@ -178,3 +178,6 @@ def test_a_plan_file_alone_sets_the_steps_and_links_nothing(env, tmp_path):
     assert r.returncode != 0 and "has not finished stage1 stage2" in r.stderr and calls == []
     r, calls = _run(env, PLAN=str(tmp_path / "missing.json"), **files)
     assert r.returncode != 0 and "is not a file" in r.stderr and calls == []
+    # With FULL_RUN the full row is that run: another run's plan would give the other rows other steps.
+    r, calls = _run(env, PLAN=str(other / "plan.json"), FULL_RUN=str(tmp_path / "demo_work"), WORK=str(tmp_path / "w3"))
+    assert r.returncode != 0 and "drop PLAN" in r.stderr and calls == []
