@@ -786,7 +786,8 @@ def merge_results(paths, out=None, label: str | None = None) -> dict:
     for key in ("model", "gt", "vae"):
         if all(r["summary"].get(key) for r in runs):
             summary[key] = summarize([c[key] for c in clips])
-            summary[key]["fd"] = None
+            if key != "gt":  # the ground truth's FD is fd_split_half, set below
+                summary[key]["fd"] = None
         elif any(r["summary"].get(key) for r in runs):
             raise InputError(f"only some of the files hold {key!r} numbers; merge runs made the same way")
     weighted = [(r["summary"]["gt"].get("lip_sync_chance"), r["summary"]["gt"].get("lip_sync_clips") or 0)
