@@ -281,14 +281,15 @@ class _DemoRun:
             if not (self.sr_data / INDEX_NAME).exists():
                 say(f"[demo] writing the {2 * size} px dataset {self.sr_data} for the upscaler ({sr_clips} clips)")
                 write_dataset(self.sr_data, sr_clips, seed=seed + 1, size=2 * size, frames=sr_frames)
-            # What the high-resolution data took comes out of the upscaler's own training time.
-            train_minutes = max(minutes - (time.time() - t0) / 60, 0.05)
+            # What the high-resolution data and its crop cache take comes out of the upscaler's own training
+            # time (the deadline), so the step keeps to its budget.
             config = TrainConfig(lr=3e-4, warmup=20, batch_size=2 if tiny else 8, weight_decay=0.01,
-                                 ema_decay=0.995, seed=seed, minutes=train_minutes, log_every=10,
+                                 ema_decay=0.995, seed=seed, minutes=minutes, log_every=10,
                                  precision=self.precision)
             result, _ = train_upscaler(self.sr_data, paths["vae"], paths["upscaler"], self.work / "upscaler" / "run",
                                        config, preset="sr-tiny" if tiny else "sr-demo", samples=8 if tiny else 256,
                                        crop=32 if tiny else 128, frames=5 if tiny else 17, dist=dist,
+                                       deadline=t0 + minutes * 60,
                                        export_dtype=f32, log=say,
                                        extra={"training_command": self.command + " (step upscaler)"})
             self.check(result, "upscaler", t0)

@@ -8,6 +8,8 @@ time budget, and exports the EMA weights (kind "upscaler") with the validation i
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,12 +32,17 @@ def train_upscaler(
     frames: int = 17,
     split: str | None = "train",
     max_minutes: float | None = None,
+    deadline: float | None = None,
     dist: D.DistInfo | None = None,
     export_dtype: torch.dtype | None = torch.float16,
     extra: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[TrainResult, Path | None]:
-    """Train (resuming from `work_dir`) and write `out_path`; None as the path while paused / interrupted."""
+    """Train (resuming from `work_dir`) and write `out_path`; None as the path while paused / interrupted.
+
+    `deadline` (a `time.time()`): training time is cut so that it ends by then, so a caller with a wall-clock
+    budget (`train demo`) also pays for building the crop cache out of it.
+    """
     from ..upscale import Upscaler
     from ..upscale.training import SRBatches, build_sr_cache, sr_loss, sr_trainable_parameters, sr_validation
     from .data import load_vae
@@ -52,6 +59,9 @@ def train_upscaler(
     cache = build_sr_cache(data_dir, vae_module, samples=samples, crop=crop, frames=frames, split=split,
                            seed=config.seed, cache_path=cache_path)  # now a load of the file rank 0 wrote
     del vae_module
+    if deadline is not None:
+        left = (deadline - time.time()) / 60
+        config = dataclasses.replace(config, minutes=round(max(min(config.minutes or left, left), 0.05), 3))
     torch.manual_seed(config.seed)
     upscaler = Upscaler.from_config(preset, device=dist.device)
     params = sr_trainable_parameters(upscaler)

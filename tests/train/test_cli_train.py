@@ -207,6 +207,22 @@ def test_upscaler_command(dataset, vae_file, tmp_path):
     assert "validation" in read_metadata(out)
 
 
+def test_upscaler_deadline_takes_the_cache_time_out_of_the_training_minutes(dataset, vae_file, tmp_path):
+    """`train demo` gives the upscaler a wall-clock deadline: its crop cache's time comes out of the training
+    minutes instead of running past the step's budget."""
+    import time
+    from omnihuman_core.train.loop import TrainConfig
+    from omnihuman_core.train.upscaler import train_upscaler
+
+    out = tmp_path / "up.safetensors"
+    config = TrainConfig(lr=3e-4, batch_size=2, steps=2, minutes=10.0)
+    result, path = train_upscaler(dataset, vae_file, out, tmp_path / "w", config, preset="sr-tiny", samples=4,
+                                  crop=32, frames=5, deadline=time.time() + 30)
+    assert result.done and path == out
+    minutes = json.loads(read_metadata(out)["train_config"])["minutes"]
+    assert 0.05 <= minutes <= 0.5  # at most the 30 s to the deadline, not the 10 minutes asked
+
+
 def test_core_demo_pipeline_with_tiny_presets(dataset, tmp_path, monkeypatch):
     """Every step of `train demo` within a tiny budget; a rerun skips the finished steps."""
     args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work",
