@@ -67,6 +67,8 @@ def _common_args(p) -> None:
     p.add_argument("--batch-size", type=int, help="clips per step and process")
     p.add_argument("--lr", type=float, help="AdamW learning rate")
     p.add_argument("--warmup", type=int, help="learning-rate warm-up steps")
+    p.add_argument("--cooldown", type=float, help="fraction of the run (of --steps, else --minutes) at its end over "
+                   "which the learning rate falls linearly to 0 (default 0: constant); may be set when continuing a run")
     p.add_argument("--ema-decay", type=float, help="EMA decay of the exported weights")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--seed", type=int, default=0)
@@ -208,7 +210,7 @@ def _train_config(args, **defaults):
     from .loop import TrainConfig
 
     values = dict(defaults)
-    for key in ("batch_size", "lr", "warmup", "ema_decay", "weight_decay"):
+    for key in ("batch_size", "lr", "warmup", "cooldown", "ema_decay", "weight_decay"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     return TrainConfig(steps=args.steps, minutes=args.minutes, log_every=args.log_every, ckpt_every=args.ckpt_every,

@@ -81,6 +81,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     warmup: int = 0  # steps of linear learning-rate warm-up
+    # Fraction of the run (of its --steps, else of its --minutes) at the end over which the learning rate falls
+    # linearly to 0 (a warm-up / stable / decay schedule; 0 = constant after the warm-up). Because the stable
+    # phase does not depend on it, a finished constant-rate run can be continued into a cooldown.
+    cooldown: float = 0.0
     steps: int = 0  # stop after this many optimiser steps (0 = no step limit)
     minutes: float = 0.0  # stop after this much training time in total, over all resumes (0 = no limit)
     batch_size: int = 1  # per process; recorded here, the batch source makes the batches
@@ -94,7 +98,7 @@ class TrainConfig:
     precision: str = "float32"
 
     # Settings that do not change what a step computes: they may differ between a run and its resume.
-    RESUMABLE = ("steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes")
+    RESUMABLE = ("steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes", "cooldown")
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -111,6 +115,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < (1 if name in ("batch_size", "log_every", "ckpt_every") else 0):
                 problems.append(f"{name} must be a non-negative integer{' >= 1' if name in ('batch_size', 'log_every', 'ckpt_every') else ''}, got {v!r}")
+        if isinstance(self.cooldown, bool) or not 0 <= self.cooldown < 1:
+            problems.append(f"cooldown must be a fraction of the run in [0, 1), got {self.cooldown!r}")
         if self.minutes < 0 or self.ckpt_minutes <= 0:
             problems.append(f"minutes must be >= 0 and ckpt_minutes > 0, got {self.minutes} / {self.ckpt_minutes}")
         if self.precision not in PRECISIONS:
@@ -244,6 +250,7 @@ class Trainer:
         }
         self.step = 0
         self.elapsed = 0.0  # training seconds over all invocations
+        self.progress = 0.0  # fraction of the budget done, as the cooldown reads it (run() sets it per step)
         self.recent_losses: collections.deque[float] = collections.deque(maxlen=FINAL_LOSS_WINDOW)
         self.generator = torch.Generator()
         self._stop_requested = False
@@ -432,7 +439,17 @@ class Trainer:
 
     def _lr(self, step: int) -> float:
         warm = self.config.warmup
-        return self.config.lr * min(1.0, (step + 1) / warm) if warm else self.config.lr
+        lr = self.config.lr * min(1.0, (step + 1) / warm) if warm else self.config.lr
+        cool = self.config.cooldown
+        return lr * min(1.0, max(0.0, (1.0 - self.progress) / cool)) if cool else lr
+
+    def _run_progress(self) -> float:
+        """How far through its budget the run is, 0..1: the further of its steps and its minutes."""
+        cfg = self.config
+        done = [self.step / cfg.steps] if cfg.steps else []
+        if cfg.minutes:
+            done.append(self.elapsed / (cfg.minutes * 60))
+        return min(max(done, default=0.0), 1.0)
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step on batch `self.step`; returns the loss's stats plus grad_norm and lr."""
@@ -526,6 +543,9 @@ class Trainer:
                 status = names[D.broadcast_int(codes[self._budget_status(started, max_minutes)], self.dist)]
                 if status is not None:
                     break
+                if cfg.cooldown:
+                    # Rank 0's clock decides a minutes budget's progress, so every rank steps with the same rate.
+                    self.progress = D.broadcast_int(round(self._run_progress() * 1e6), self.dist) / 1e6
                 t0 = time.monotonic()
                 stats = self.train_step()
                 self.elapsed += time.monotonic() - t0

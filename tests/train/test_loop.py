@@ -269,3 +269,32 @@ def test_fast_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert fast_precision("cpu") == "bfloat16"
     assert fast_precision("meta") == "float32"
+
+
+def test_cooldown_decays_the_rate_to_zero_at_the_end_and_can_be_added_when_continuing(tmp_path):
+    trainer, _ = make(tmp_path / "a", steps=10, warmup=0, cooldown=0.5, log_every=1)
+    trainer.run()
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    # Steps 0-5 at the full rate, then linearly down: the step taken at 90 % of the run gets a fifth of it.
+    assert lrs == pytest.approx([1e-2] * 6 + [8e-3, 6e-3, 4e-3, 2e-3])
+    ref = snapshot(trainer, _)
+
+    # Warm-up / stable / decay: a finished constant-rate run continued into its cooldown is the same run.
+    stable, _ = make(tmp_path / "b", steps=5, warmup=0)
+    stable.run()
+    cooled, m = make(tmp_path / "b", steps=10, warmup=0, cooldown=0.5, log_every=1)
+    assert cooled.resume()
+    cooled.run()
+    assert_same(snapshot(cooled, m), ref)
+
+    with pytest.raises(InputError, match="cooldown"):
+        TrainConfig(steps=1, cooldown=1.0)
+
+
+def test_cooldown_follows_a_minutes_budget():
+    config = TrainConfig(minutes=10, cooldown=0.2)
+    trainer = Trainer.__new__(Trainer)
+    trainer.config, trainer.step, trainer.elapsed = config, 3, 9 * 60.0
+    assert trainer._run_progress() == pytest.approx(0.9)
+    trainer.progress = trainer._run_progress()
+    assert trainer._lr(3) == pytest.approx(config.lr * 0.5)
