@@ -272,12 +272,12 @@ def test_fast_precision_follows_the_hardware(monkeypatch):
 
 
 def test_cooldown_decays_the_rate_to_zero_at_the_end_and_can_be_added_when_continuing(tmp_path):
-    trainer, _ = make(tmp_path / "a", steps=10, warmup=0, cooldown=0.5, log_every=1)
+    trainer, model = make(tmp_path / "a", steps=10, warmup=0, cooldown=0.5, log_every=1)
     trainer.run()
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     # Steps 0-5 at the full rate, then linearly down: the step taken at 90 % of the run gets a fifth of it.
     assert lrs == pytest.approx([1e-2] * 6 + [8e-3, 6e-3, 4e-3, 2e-3])
-    ref = snapshot(trainer, _)
+    ref = snapshot(trainer, model)
 
     # Warm-up / stable / decay: a finished constant-rate run continued into its cooldown is the same run.
     stable, _ = make(tmp_path / "b", steps=5, warmup=0)
