@@ -8,6 +8,7 @@ processes (docs/TRAINING.md).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -197,6 +198,14 @@ def add_train_parser(sub) -> None:
     d.add_argument("--timestep-shift", type=float, help="shift of the MMDiT stages' training flow times (as `train "
                    "mmdit --timestep-shift`; default in train/demo.py TIMESTEP_SHIFT); fixed by a new --work folder's "
                    "first run")
+    d.add_argument("--steps", action="append", default=[], metavar="STEP=COUNT",
+                   help="train a step for exactly COUNT optimiser steps instead of its share of the minutes "
+                   "(repeatable; vae text base stage1 stage2 upscaler), e.g. --steps vae=4666; the steps with a "
+                   "budget share what is left of --minutes-total; fixed by a new --work folder's first run")
+    d.add_argument("--steps-from", type=Path, metavar="PLAN",
+                   help="the step count of every trained step of a finished run's plan (its work folder's plan.json, "
+                   "or models/demo/train_plan.json): the same recipe on another machine, whatever its speed; "
+                   "--steps entries override it")
     d.set_defaults(func=_cmd_demo)
 
 
@@ -309,8 +318,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             shares[step.strip()] = float(value)
         except ValueError:
             raise InputError(f"--share {item!r}: expected STEP=FRACTION, e.g. base=0.30") from None
+    fixed, shift = _plan_step_counts(args.steps_from) if args.steps_from else ({}, None)
+    if args.timestep_shift is None:
+        args.timestep_shift = shift
+    for item in args.steps:
+        step, _, value = item.partition("=")
+        try:
+            fixed[step.strip()] = int(value)
+        except ValueError:
+            raise InputError(f"--steps {item!r}: expected STEP=COUNT, e.g. vae=4666") from None
     plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
                       size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
                       device=args.device, precision=args.precision, only=args.only, shares=shares,
-                      timestep_shift=args.timestep_shift)
+                      timestep_shift=args.timestep_shift, fixed_steps=fixed)
     return 0 if plan.get("status") == "done" or "paused" in plan.get("status", "") else 130
+
+
+def _plan_step_counts(path: Path) -> tuple[dict, float | None]:
+    """The step count of every finished trained step of a `train demo` plan, and its timestep shift (None if the
+    plan predates it: such runs trained without one, the default)."""
+    from ..errors import InputError
+    from .demo import TRAINED
+
+    try:
+        plan = json.loads(Path(path).read_text())
+        stages = plan["stages"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"--steps-from {path}: not a readable `train demo` plan ({e}); pass a work folder's "
+                         f"plan.json or models/demo/train_plan.json") from None
+    counts = {s: stages[s]["steps"] for s in TRAINED
+              if isinstance(stages.get(s), dict) and stages[s].get("done") and stages[s].get("steps")}
+    if not counts:
+        raise InputError(f"--steps-from {path}: the plan has no finished step with a step count (a run that has "
+                         f"not trained yet?); pass a finished run's plan.json")
+    return counts, plan.get("timestep_shift")

@@ -51,6 +51,10 @@ MOTION_NOISE = 0.0
 # (BENCHMARKS.md, "Timestep shift in the demo recipe"). Stored in plan.json by a work folder's first run.
 TIMESTEP_SHIFT = 1.0
 STEPS = ("data", "vae", "cache", "text", "base", "stage1", "stage2", "upscaler", "export")
+# The steps that train a model, and so can be given a step count instead of minutes (`--steps`): minutes buy
+# twice the steps on a machine twice as fast, so a plan's step counts are what reproduces its models elsewhere.
+TRAINED = ("vae", "text", "base", "stage1", "stage2", "upscaler")
+MMDIT_STAGES = ("base", "stage1", "stage2")
 
 
 class _Stopped(Exception):
@@ -60,7 +64,7 @@ class _Stopped(Exception):
 def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, clips: int = 2200, size: int = 128,
                frames: int = 121, sr_data=None, sr_clips: int = 120, sr_frames: int = 49, preset: str = "demo",
                seed: int = 0, device=None, precision: str = "auto", only=None, shares=None,
-               timestep_shift: float | None = None, log=None) -> dict:
+               timestep_shift: float | None = None, fixed_steps=None, log=None) -> dict:
     """Rebuild the demo models into `out_dir` (vae, text_encoder, mmdit, upscaler .safetensors, fp16 EMA).
 
     Steps: synthetic dataset (only when `data_dir` has none) -> VAE -> latent cache -> text encoder
@@ -69,7 +73,9 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     bfloat16 where the hardware has it (`loop.fast_precision`). Returns the plan record
     (`status` "done", or the step that was paused / interrupted). `shares` ({step: fraction}) overrides entries
     of SPLIT for a new work folder (stored in its plan.json; a resumed run keeps the split it started with);
-    `timestep_shift` (None: TIMESTEP_SHIFT) likewise.
+    `timestep_shift` (None: TIMESTEP_SHIFT) likewise. `fixed_steps` ({step: count}, steps of TRAINED) trains those
+    steps for exactly that many optimiser steps instead of their minutes (stored and kept likewise): the steps with
+    a budget share what is left of `minutes_total`, and a fixed step ends at its count, so a run can pass the total.
     """
     import torch
 
@@ -86,6 +92,7 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     if unknown:
         raise InputError(f"--only: unknown step(s) {unknown}; steps are {' '.join(STEPS)}")
     split = budget_split(shares)
+    fixed = fixed_step_counts(fixed_steps)
     work = Path(work_dir)
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.exists() else {"minutes_total": minutes_total, "stages": {}}
@@ -94,6 +101,11 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     if shares and started != split:
         raise InputError(f"--share: {work}/plan.json was started with the split {started}; a run keeps its split "
                          f"(drop --share to resume it, or pass a new --work)")
+    # Plans written before step counts could be fixed had none.
+    started_fixed = plan.setdefault("fixed_steps", {} if plan["stages"] else fixed)
+    if fixed and started_fixed != fixed:
+        raise InputError(f"--steps: {work}/plan.json was started with the step counts {started_fixed or 'none'}; a run "
+                         f"keeps them (drop --steps / --steps-from to resume it, or pass a new --work)")
     if timestep_shift is not None and (isinstance(timestep_shift, bool) or not isinstance(timestep_shift, (int, float))
                                        or not (timestep_shift > 0 and math.isfinite(timestep_shift))):
         raise InputError(f"--timestep-shift must be a number > 0 (1 = no shift), got {timestep_shift!r}")
@@ -116,6 +128,21 @@ def train_demo(data_dir, out_dir, work_dir, *, minutes_total: float = 120.0, cli
     plan["status"] = "done"
     run.save()
     return plan
+
+
+def fixed_step_counts(counts=None) -> dict:
+    """`counts` ({step: optimiser steps}) checked: steps of TRAINED, whole numbers >= 1."""
+    from ..errors import InputError
+
+    fixed = {}
+    for step, value in (counts or {}).items():
+        if step not in TRAINED:
+            raise InputError(f"--steps: unknown step {step!r}; steps that train a model are {' '.join(TRAINED)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value != int(value) or value < 1:
+            raise InputError(f"--steps {step}: the step count must be a whole number >= 1, got {value!r}")
+        fixed[step] = int(value)
+    return fixed
 
 
 def budget_split(shares=None) -> dict:
@@ -144,7 +171,8 @@ class _DemoRun:
                         f"--precision {self.precision}" +
                         "".join(f" --share {k}={v:g}" for k, v in plan["split"].items() if v != SPLIT.get(k)) +
                         (f" --timestep-shift {plan['timestep_shift']:g}"
-                         if plan["timestep_shift"] != TIMESTEP_SHIFT else ""))
+                         if plan["timestep_shift"] != TIMESTEP_SHIFT else "") +
+                        "".join(f" --steps {k}={v}" for k, v in plan["fixed_steps"].items()))
         self.paths = {
             "vae": work / "vae" / "vae.safetensors", "base": work / "base" / "mmdit.safetensors",
             "text_encoder": work / "text" / "text_encoder.safetensors", "stage1": work / "stage1" / "mmdit.safetensors",
@@ -170,12 +198,21 @@ class _DemoRun:
         entry = self.plan["stages"].setdefault(step, {})
         if "budget" not in entry:
             split = self.plan["split"]
-            open_steps = [s for s in split if not self.done(s)]
+            open_steps = [s for s in split if not self.done(s) and s not in self.plan["fixed_steps"]]
             share = split[step] / sum(split[s] for s in open_steps)
             left = max(self.plan["minutes_total"] - self.used_minutes(), 0.0)
             entry["budget"] = round(max(share * left, 0.05), 3)
             self.save()
         return entry["budget"]
+
+    def limits(self, step: str, steps: int = 0) -> dict:
+        """TrainConfig's `minutes` and `steps` for a trained step: its fixed step count with no time limit, or
+        its budget (and `steps`, a cap of its own, if any)."""
+        count = self.plan["fixed_steps"].get(step)
+        if count:
+            self.plan["stages"].setdefault(step, {})["fixed_steps"] = count
+            return {"minutes": 0.0, "steps": count}
+        return {"minutes": self.budget(step), "steps": steps}
 
     def finish(self, step: str, started: float, **record) -> None:
         entry = self.plan["stages"].setdefault(step, {})
@@ -226,7 +263,7 @@ class _DemoRun:
             settings = VAESettings(preset=self.preset, crop=32, frames=5, max_clips=400, face_crops=0.5,
                                    stats_windows=2 if tiny else 24, stats_frames=9 if tiny else 17)
             config = TrainConfig(lr=1e-3, warmup=100, batch_size=2 if tiny else 8, ema_decay=0.999, seed=seed,
-                                 minutes=self.budget("vae"), log_every=25, precision=self.precision)
+                                 log_every=25, precision=self.precision, **self.limits("vae"))
             result, _ = train_vae(self.data_dir, paths["vae"], self.work / "vae" / "run", settings, config, dist=dist,
                                   export_dtype=f32, extra={"training_command": self.command + " (step vae)"}, log=say)
             self.check(result, "vae", t0)
@@ -238,8 +275,11 @@ class _DemoRun:
         cache_dir = self.work / "latent_cache"
         if self.wanted("cache") and not self.done("cache"):
             t0 = time.time()
+            # A fixed MMDiT stage asks for the same training data on any machine: its cache is built whole.
+            whole = any(s in self.plan["fixed_steps"] for s in MMDIT_STAGES)
             cache = build_latent_cache(self.data_dir, paths["vae"], cache_dir, mm["frames"], mm["windows_per_clip"],
-                                       seed=seed, max_minutes=self.budget("cache"), device=dist.device,
+                                       seed=seed, max_minutes=None if whole else self.budget("cache"),
+                                       device=dist.device,
                                        precision=self.precision, log=say)
             self.finish("cache", t0, windows=len(cache))
 
@@ -247,8 +287,8 @@ class _DemoRun:
             t0 = time.time()
             # tiny: a step cap too, so the smoke run does not spend the budget's floor on a 40 k-parameter model.
             config = TrainConfig(lr=TEXT_LR, warmup=TEXT_WARMUP, batch_size=8 if tiny else TEXT_BATCH,
-                                 weight_decay=0.01, ema_decay=0.995, seed=seed, minutes=self.budget("text"),
-                                 steps=20 if tiny else 0, log_every=25, precision=self.precision)
+                                 weight_decay=0.01, ema_decay=0.995, seed=seed, log_every=25,
+                                 precision=self.precision, **self.limits("text", 20 if tiny else 0))
             result, _ = train_text_encoder(self.data_dir, paths["text_encoder"], self.work / "text" / "run",
                                            TextSettings(preset=self.preset, eval_captions=32 if tiny else 512),
                                            config, dist=dist, export_dtype=f32, log=say,
@@ -266,8 +306,7 @@ class _DemoRun:
             t0 = time.time()
             settings = MMDiTSettings(stage=stage, mouth_weight=MOUTH_WEIGHT if uses_audio(stage) else 1.0, **mm)
             defaults = {**settings.default_train_config(), "lr": STAGE_LR[stage], "batch_size": 2 if tiny else 8}
-            config = TrainConfig(seed=seed, minutes=self.budget(stage), log_every=10, precision=self.precision,
-                                 **defaults)
+            config = TrainConfig(seed=seed, log_every=10, precision=self.precision, **self.limits(stage), **defaults)
             result, _ = train_mmdit(self.data_dir, paths["vae"], paths[stage], self.work / stage / "run", settings,
                                     config, cache_dir=cache_dir, dist=dist, export_dtype=f32,
                                     extra={"training_command": self.command + f" (step {stage})"}, log=say,
@@ -277,19 +316,18 @@ class _DemoRun:
 
         if self.wanted("upscaler") and not self.done("upscaler"):
             t0 = time.time()
-            minutes = self.budget("upscaler")
+            limits = self.limits("upscaler")
             if not (self.sr_data / INDEX_NAME).exists():
                 say(f"[demo] writing the {2 * size} px dataset {self.sr_data} for the upscaler ({sr_clips} clips)")
                 write_dataset(self.sr_data, sr_clips, seed=seed + 1, size=2 * size, frames=sr_frames)
             # What the high-resolution data and its crop cache take comes out of the upscaler's own training
             # time (the deadline), so the step keeps to its budget.
             config = TrainConfig(lr=3e-4, warmup=20, batch_size=2 if tiny else 8, weight_decay=0.01,
-                                 ema_decay=0.995, seed=seed, minutes=minutes, log_every=10,
-                                 precision=self.precision)
+                                 ema_decay=0.995, seed=seed, log_every=10, precision=self.precision, **limits)
             result, _ = train_upscaler(self.sr_data, paths["vae"], paths["upscaler"], self.work / "upscaler" / "run",
                                        config, preset="sr-tiny" if tiny else "sr-demo", samples=8 if tiny else 256,
                                        crop=32 if tiny else 128, frames=5 if tiny else 17, dist=dist,
-                                       deadline=t0 + minutes * 60,
+                                       deadline=t0 + limits["minutes"] * 60 if limits["minutes"] else None,
                                        export_dtype=f32, log=say,
                                        extra={"training_command": self.command + " (step upscaler)"})
             self.check(result, "upscaler", t0)

@@ -289,6 +289,50 @@ def test_demo_budget_shares_are_stored_by_the_first_run_and_kept(dataset, tmp_pa
         assert not (tmp_path / "new").exists()  # refused before the work folder is made
 
 
+def test_demo_fixed_step_counts_train_exactly_whatever_the_minutes_and_are_kept(dataset, tmp_path, capsys):
+    """`--steps` trains a step to a count, not to minutes; `--steps-from` takes every count of a finished plan, the
+    way to rebuild a shipped model on a machine of another speed."""
+    from omnihuman_core.train.demo import TRAINED
+
+    counts = {"vae": 3, "text": 2, "base": 2, "stage1": 3, "stage2": 2, "upscaler": 2}
+    work = tmp_path / "work"
+    args = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "out"), "--work", str(work),
+            "--minutes-total", "0.01", "--preset", "tiny", "--sr-data", str(dataset)]
+    assert main(args + [f"--steps={k}={v}" for k, v in counts.items()]) == 0
+    plan = json.loads((work / "plan.json").read_text())
+    assert plan["status"] == "done" and plan["fixed_steps"] == counts
+    assert {s: plan["stages"][s]["steps"] for s in TRAINED} == counts  # 0.01 minutes would have allowed ~1 each
+    # No step got minutes: the fixed ones train to their counts, and the cache of fixed MMDiT stages is built
+    # whole rather than cut at a budget.
+    assert not any("budget" in plan["stages"][s] for s in (*TRAINED, "cache"))
+    assert all(plan["stages"][s]["fixed_steps"] == counts[s] for s in TRAINED)
+    assert "time budget" not in capsys.readouterr().out
+    demo = json.loads(read_metadata(tmp_path / "out" / "mmdit.safetensors")["demo"])
+    assert demo["steps"] == 2 and "--steps vae=3" in demo["command"] and "--steps upscaler=2" in demo["command"]
+    # A rerun keeps its counts; other counts are refused, naming the stored ones.
+    assert main(args + ["--steps", "vae=4"]) == 2
+    assert "was started with the step counts" in capsys.readouterr().err
+    # --steps-from: a new work folder takes the finished plan's counts; --steps overrides one of them.
+    new = ["train", "demo", "--data", str(dataset), "--out", str(tmp_path / "o2"), "--work", str(tmp_path / "w2"),
+           "--preset", "tiny", "--only", "data", "--steps-from", str(work / "plan.json"), "--steps", "stage2=5"]
+    assert main(new) == 0
+    assert json.loads((tmp_path / "w2" / "plan.json").read_text())["fixed_steps"] == {**counts, "stage2": 5}
+    for bad, message in ((["--steps", "vae=0"], "whole number >= 1"), (["--steps", "vae=x"], "expected STEP=COUNT"),
+                         (["--steps", "cache=3"], "unknown step 'cache'"),
+                         (["--steps-from", str(tmp_path / "nowhere.json")], "not a readable `train demo` plan"),
+                         (["--steps-from", str(tmp_path / "w2" / "plan.json")], "no finished step")):
+        assert main(new[:7] + [str(tmp_path / "w3")] + new[8:12] + bad) == 2, bad
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "w3").exists()  # refused before the work folder is made
+    # The steps with a budget share the minutes among themselves: a fixed step takes no share.
+    from omnihuman_core.train.demo import SPLIT, _DemoRun
+    plan = {"minutes_total": 100.0, "stages": {}, "split": dict(SPLIT), "fixed_steps": {"stage2": 10},
+            "precision": "float32", "timestep_shift": 1.0}
+    run = _DemoRun(plan, tmp_path / "p.json", dataset, tmp_path / "o", tmp_path, print, None, "tiny", 0, None)
+    assert run.budget("base") == round(100 * SPLIT["base"] / (sum(SPLIT.values()) - SPLIT["stage2"]), 3)
+    assert run.limits("stage2") == {"minutes": 0.0, "steps": 10} and run.limits("text", 20)["steps"] == 20
+
+
 def test_demo_timestep_shift_is_stored_by_the_first_run_and_kept(dataset, tmp_path, capsys):
     from omnihuman_core.train.demo import _DemoRun
 
