@@ -36,7 +36,7 @@ def frame_groups(latent_frames: int, temporal_factor: int) -> list[slice]:
                             for k in range(1, latent_frames)]
 
 
-def read_cache(cache: Path, data: Path, limit: int):
+def read_cache(cache: Path, limit: int):
     manifest_file = cache / "manifest.json"
     if not manifest_file.is_file():
         raise InputError(f"{cache}: no manifest.json; pass a latent cache folder written by `train mmdit`/`train demo`")
@@ -54,9 +54,9 @@ def read_cache(cache: Path, data: Path, limit: int):
 
 
 def measure(cache: Path, data: Path, limit: int) -> dict:
-    manifest, split, rows = read_cache(cache, data, limit)
+    manifest, split, rows = read_cache(cache, limit)
     frames = int(manifest["settings"]["frames"])
-    feats, targets, mouth_sd, all_sd, used = [], [], [], [], []
+    feats, targets, mouth_sd, all_sd = [], [], [], []
     for clip_id, start, lat, face in rows:
         labels = np.load(data / split / clip_id / "labels.npz")
         t = lat.shape[1]
@@ -78,7 +78,6 @@ def measure(cache: Path, data: Path, limit: int) -> dict:
         targets.append(target - target.mean())
         mouth_sd.append(float(lat.std(dim=1)[:, cells.any(dim=0)].mean()))
         all_sd.append(float(lat.std(dim=1).mean()))
-        used.append(clip_id)
     if len(feats) < 8:
         raise InputError(f"{cache}: only {len(feats)} windows with speech and a face box; raise --windows")
     fit, test = slice(0, None, 2), slice(1, None, 2)

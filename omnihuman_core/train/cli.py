@@ -307,26 +307,28 @@ def _cmd_upscaler(args: argparse.Namespace) -> int:
     return _finish(result, written)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _step_values(items, flag: str, convert, example: str) -> dict:
+    """`--flag STEP=VALUE` items as {step: convert(VALUE)}; the names and ranges are checked by train_demo."""
     from ..errors import InputError
-    from .demo import train_demo
 
-    shares = {}
-    for item in args.share:
+    values = {}
+    for item in items:
         step, _, value = item.partition("=")
         try:
-            shares[step.strip()] = float(value)
+            values[step.strip()] = convert(value)
         except ValueError:
-            raise InputError(f"--share {item!r}: expected STEP=FRACTION, e.g. base=0.30") from None
+            raise InputError(f"{flag} {item!r}: expected {example}") from None
+    return values
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import train_demo
+
+    shares = _step_values(args.share, "--share", float, "STEP=FRACTION, e.g. base=0.30")
     fixed, shift = _plan_step_counts(args.steps_from) if args.steps_from else ({}, None)
     if args.timestep_shift is None:
         args.timestep_shift = shift
-    for item in args.steps:
-        step, _, value = item.partition("=")
-        try:
-            fixed[step.strip()] = int(value)
-        except ValueError:
-            raise InputError(f"--steps {item!r}: expected STEP=COUNT, e.g. vae=4666") from None
+    fixed.update(_step_values(args.steps, "--steps", int, "STEP=COUNT, e.g. vae=4666"))
     plan = train_demo(args.data, args.out, args.work, minutes_total=args.minutes_total, clips=args.clips,
                       size=args.size, frames=args.frames, sr_data=args.sr_data, preset=args.preset, seed=args.seed,
                       device=args.device, precision=args.precision, only=args.only, shares=shares,
