@@ -87,7 +87,7 @@ def prompt_subject(prompt: str) -> tuple[str | None, list[str], bool]:
     'A blue robot with a boxy head waves, then nods' -> ('A blue robot with a boxy head', ['waves', 'nods'], False),
     so every shot says who acts ("A blue robot with a boxy head nods, ...") instead of "The character A blue robot
     ... waves". Pronouns ("She waves") and names before a listed verb ("Anna waves") count. A first clause that
-    opens with a subject whose verb is not listed ("A dragon breathes fire"), or with "I", "we", "you", "they"
+    opens with a subject whose verb is not listed ("A dragon roars"), or with "I", "we", "you", "they"
     (their verbs take no "s" in the other clauses), is kept whole (True) and the other shots say "The character".
     """
     raw = _raw_clauses(prompt)
