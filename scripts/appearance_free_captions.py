@@ -26,11 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from omnihuman_core.errors import InputError  # noqa: E402
-from omnihuman_core.synth.vocab import ACTION_PHRASES  # noqa: E402
+from omnihuman_core.synth.vocab import spelled_action_phrases  # noqa: E402
 
-# Every action phrase as the captions spell it, longest first so "waves with its left hand" wins over "waves".
-_PHRASES = sorted({p.replace("{pos}", pos) for options in ACTION_PHRASES.values() for p in options
-                   for pos in ("its", "his", "her", "their")}, key=len, reverse=True)
+_PHRASES = [phrase for phrase, _, _ in spelled_action_phrases()]
 
 
 def appearance_free(caption: str) -> str:

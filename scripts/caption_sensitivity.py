@@ -27,11 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from omnihuman_core.errors import InputError  # noqa: E402
-from omnihuman_core.synth.vocab import ACTION_PHRASES  # noqa: E402
+from omnihuman_core.synth.vocab import ACTION_PHRASES, spelled_action_phrases  # noqa: E402
 
-# Every action phrase as the captions spell it, longest first so "waves with its left hand" wins over "waves".
-_PHRASES = sorted(((p.replace("{pos}", pos), action, pos) for action, options in ACTION_PHRASES.items()
-                   for p in options for pos in ("its", "his", "her", "their")), key=lambda x: -len(x[0]))
+_PHRASES = spelled_action_phrases()
 
 
 def swap_action(caption: str, rng: random.Random) -> str | None:

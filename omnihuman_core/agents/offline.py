@@ -92,7 +92,8 @@ def prompt_subject(prompt: str) -> tuple[str | None, list[str], bool]:
     """
     raw = _raw_clauses(prompt)
     # A later clause's own "she" / "he" / "it" is the same character: "waves, then she nods" -> "nods".
-    clauses = [_lower_first(p) for p in raw[:1]] + [_drop_pronoun(_lower_first(p)) for p in raw[1:]]
+    clauses = prompt_clauses(prompt)
+    clauses = clauses[:1] + [_drop_pronoun(c) for c in clauses[1:]]
     words = raw[0].split() if raw else []
     if len(words) < 2:
         return None, clauses, False

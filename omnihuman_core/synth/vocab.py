@@ -69,6 +69,17 @@ CAMERA_PHRASES = {
     "pan_left": ("camera pans left", "slow pan to the left", "the camera pans to the left"),
     "pan_right": ("camera pans right", "slow pan to the right", "the camera pans to the right"),
 }
+# The possessives captions put in "{pos}" (character.pronoun gives "their" or "its"; "his"/"her" for hand-written).
+POSSESSIVES = ("its", "his", "her", "their")
+
+
+def spelled_action_phrases() -> list[tuple[str, str, str]]:
+    """Every action phrase as a caption spells it, as (phrase, action, possessive), longest first so that
+    "waves with its left hand" is found before "waves"."""
+    return sorted(((p.replace("{pos}", pos), action, pos) for action, options in ACTION_PHRASES.items()
+                   for p in options for pos in POSSESSIVES), key=lambda x: -len(x[0]))
+
+
 SPEAKING_PHRASES = ("while talking", "while speaking", "while saying something")
 SILENT_PHRASES = ("silently", "without speaking", "in silence")
 
