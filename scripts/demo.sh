@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 IMAGE=${1:-example_inputs/character.png}
 AUDIO=${2:-example_inputs/speech.wav}
 PROMPT=${3:-}
+# The example character gets its own prompt, which opens with its description (README, "open the prompt with
+# who acts"); your own image gets only what you pass.
+if [ $# -lt 3 ] && [ "$IMAGE" = example_inputs/character.png ] && [ -f example_inputs/prompt.txt ]; then
+  PROMPT=$(cat example_inputs/prompt.txt)
+fi
 OUT=${4:-out/demo}
 
 bash scripts/setup.sh

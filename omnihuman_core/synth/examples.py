@@ -1,4 +1,5 @@
-"""The pack's example inputs: a character image, a robot image and about 5 s of speech with one pause."""
+"""The pack's example inputs: a character image, a robot image, about 5 s of speech with one pause, and a prompt
+for the character."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .character import sample_character
+from .character import describe, sample_character
 from .render import render_reference
 from .speech import (SAMPLE_RATE, SPEECH_RMS_DBFS, BabbleVoice, _normalise_speech, babble_say, espeak_say,
                      resolve_engine, write_wav)
@@ -19,12 +20,21 @@ EXAMPLE_SECONDS = 5.0
 CHARACTER_SEED, ROBOT_SEED = 6, 1
 SENTENCES = ("Hello! I am a little cartoon character.", "Watch me talk and wave.")
 LEAD, PAUSE = 0.3, 0.7  # seconds of silence before the first sentence and between the two
+# What the example character does (the speech says "Watch me talk and wave").
+EXAMPLE_ACTIONS = "waves, then nods"
 
 
 def example_character(kind: str = "human"):
     """The example character spec (human or robot), with a solid backdrop."""
     spec = sample_character(CHARACTER_SEED if kind == "human" else ROBOT_SEED, kind)
     return dataclasses.replace(spec, background="solid")
+
+
+def example_prompt(kind: str = "human") -> str:
+    """The example character's prompt, opening with its description: the demo model was trained on captions
+    that do, and moves more with them (BENCHMARKS.md, "The character's description in the caption")."""
+    text = f"{describe(example_character(kind))} {EXAMPLE_ACTIONS}."
+    return text[0].upper() + text[1:]
 
 
 def example_speech(speech: str = "auto") -> tuple[np.ndarray, dict]:
@@ -56,7 +66,8 @@ def example_speech(speech: str = "auto") -> tuple[np.ndarray, dict]:
 
 
 def write_examples(out_dir, speech: str = "auto") -> dict:
-    """Write character.png, robot.png and speech.wav into `out_dir`; returns {name: path}."""
+    """Write character.png, robot.png, speech.wav and prompt.txt (for character.png) into `out_dir`; returns
+    {name: path}."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (e.g. example_inputs/)")
@@ -67,5 +78,7 @@ def write_examples(out_dir, speech: str = "auto") -> dict:
         paths[name] = out / name
     wav, info = example_speech(speech)
     paths["speech.wav"] = write_wav(out / "speech.wav", wav)
+    (out / "prompt.txt").write_text(example_prompt("human") + "\n", encoding="utf-8")
+    paths["prompt.txt"] = out / "prompt.txt"
     paths["info"] = info
     return paths

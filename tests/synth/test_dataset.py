@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +125,10 @@ def test_cli(tmp_path, capsys):
     args = parser.parse_args(["synth-examples", "--out", str(tmp_path / "ex"), "--speech", "babble"])
     assert args.func(args) == 0
     names = sorted(p.name for p in (tmp_path / "ex").iterdir())
-    assert names == ["character.png", "robot.png", "speech.wav"]
+    assert names == ["character.png", "prompt.txt", "robot.png", "speech.wav"]
     assert sum(p.stat().st_size for p in (tmp_path / "ex").iterdir()) < 200_000
+    # Byte for byte the shipped example prompt (scripts/demo.sh plans the example with it).
+    shipped = Path(__file__).resolve().parents[2] / "example_inputs" / "prompt.txt"
+    assert (tmp_path / "ex" / "prompt.txt").read_bytes() == shipped.read_bytes()
     wav, rate = read_wav(tmp_path / "ex" / "speech.wav")
     assert rate == 16000 and abs(wav.size / rate - 5.0) < 0.01

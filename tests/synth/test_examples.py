@@ -31,3 +31,10 @@ def test_shipped_examples():
     speech = np.flatnonzero(frames)
     inner = np.asarray(runs)[speech[0]: speech[-1]]
     assert inner.max() >= 40
+    # The prompt scripts/demo.sh plans the example with: the generator's, opening with the character's description.
+    from omnihuman_core.synth.character import describe
+    from omnihuman_core.synth.examples import example_character, example_prompt
+
+    prompt = (EXAMPLES / "prompt.txt").read_text(encoding="utf-8").strip()
+    assert prompt == example_prompt("human")
+    assert prompt.lower().startswith(describe(example_character("human")).lower())
