@@ -106,7 +106,8 @@ def workflow_1() -> dict:
             "Runs with the pack's own demo model files (`models/demo/`), no network.\n\n"
             f"1. Put a face image and a speech clip in `ComfyUI/input/` (the pack's `example_inputs/{IMAGE}` and "
             f"`example_inputs/{SPEECH}` work) and pick them in the two load nodes.\n"
-            "2. Write what the character does in the Analyzer's prompt.\n"
+            "2. Write what the character does in the Analyzer's prompt, opening with who acts: the demo "
+            "model was trained on captions that describe the character first, and moves more with them.\n"
             "3. Queue. The offline Planner plans one shot per segment of the model (speaking or listening from "
             "the audio, actions from the prompt); the Segment Chainer renders them one after another; the video "
             "is as long as the audio.\n\n"
@@ -114,10 +115,10 @@ def workflow_1() -> dict:
     nodes = [
         *inputs(0), note("readme", 0, text, height=280),
         *model_nodes(1),
-        node("analyzer", "OmniHumanAnalyzer", 1, {"prompt": "She greets the viewer warmly, then waves."}, width=380),
+        node("analyzer", "OmniHumanAnalyzer", 1, {"prompt": "A cartoon person with black hair in a bun in a green collared shirt greets the viewer warmly, then waves."}, width=380),
         node("planner", "OmniHumanPlanner", 2, width=380),
         *render_nodes(3, "omnihuman/image_audio"),
-        node("sampler", "OmniHumanSampler", 2, {"prompt": "She greets the viewer warmly.", **FIXED_SEED}, width=380,
+        node("sampler", "OmniHumanSampler", 2, {"prompt": "A cartoon person with black hair in a bun in a green collared shirt greets the viewer warmly.", **FIXED_SEED}, width=380,
              title="First segment only (preview)"),
         node("preview", "PreviewImage", 3, width=380, height=380),
     ]

@@ -32,7 +32,7 @@ def example_character(kind: str = "human"):
 
 def example_prompt(kind: str = "human") -> str:
     """The example character's prompt, opening with its description: the demo model was trained on captions
-    that do, and moves more with them (BENCHMARKS.md, "The character's description in the caption")."""
+    that do, and moves more with them (BENCHMARKS.md, "Why the demo model ignores the action in its prompt")."""
     text = f"{describe(example_character(kind))} {EXAMPLE_ACTIONS}."
     return text[0].upper() + text[1:]
 
