@@ -24,10 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_harness import (PACK_DIR, ComfyUIServer, copy_inputs, demo_files_present, make_tiny_models,  # noqa: E402
                              prepare_base_dir)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from omnihuman_core.synth.examples import example_subject  # noqa: E402
 from workflow_format import FRONTEND_ONLY_NODES, check_workflow, input_order, ui_to_api, widget_values  # noqa: E402
 
 OUT_DIR = PACK_DIR / "workflows"
 IMAGE, SPEECH, MINUTE = "character.png", "speech.wav", "speech_minute.wav"
+# Workflow 1's prompts open with the example character's description, as the demo model's captions do.
+EXAMPLE_SUBJECT = example_subject("human")
 # A fixed seed: queueing again after Cancel resumes the finished segments (a new seed starts over).
 FIXED_SEED = {"seed": 0, "control_after_generate": "fixed"}
 # Room under the widgets for the preview the node shows while it renders (else it covers the node below).
@@ -115,10 +119,10 @@ def workflow_1() -> dict:
     nodes = [
         *inputs(0), note("readme", 0, text, height=280),
         *model_nodes(1),
-        node("analyzer", "OmniHumanAnalyzer", 1, {"prompt": "A cartoon person with black hair in a bun in a green collared shirt greets the viewer warmly, then waves."}, width=380),
+        node("analyzer", "OmniHumanAnalyzer", 1, {"prompt": f"{EXAMPLE_SUBJECT} greets the viewer warmly, then waves."}, width=380),
         node("planner", "OmniHumanPlanner", 2, width=380),
         *render_nodes(3, "omnihuman/image_audio"),
-        node("sampler", "OmniHumanSampler", 2, {"prompt": "A cartoon person with black hair in a bun in a green collared shirt greets the viewer warmly.", **FIXED_SEED}, width=380,
+        node("sampler", "OmniHumanSampler", 2, {"prompt": f"{EXAMPLE_SUBJECT} greets the viewer warmly.", **FIXED_SEED}, width=380,
              title="First segment only (preview)"),
         node("preview", "PreviewImage", 3, width=380, height=380),
     ]

@@ -30,11 +30,16 @@ def example_character(kind: str = "human"):
     return dataclasses.replace(spec, background="solid")
 
 
+def example_subject(kind: str = "human") -> str:
+    """The example character's description as a prompt's subject ("A cartoon person with ...")."""
+    text = describe(example_character(kind))
+    return text[0].upper() + text[1:]
+
+
 def example_prompt(kind: str = "human") -> str:
     """The example character's prompt, opening with its description: the demo model was trained on captions
     that do, and moves more with them (BENCHMARKS.md, "Why the demo model ignores the action in its prompt")."""
-    text = f"{describe(example_character(kind))} {EXAMPLE_ACTIONS}."
-    return text[0].upper() + text[1:]
+    return f"{example_subject(kind)} {EXAMPLE_ACTIONS}."
 
 
 def example_speech(speech: str = "auto") -> tuple[np.ndarray, dict]:

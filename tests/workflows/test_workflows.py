@@ -132,6 +132,17 @@ def test_workflow_1_plans_offline(defs):
     assert linked(wf, save, "video")["type"] == "CreateVideo"
 
 
+
+def test_workflow_1_prompts_describe_the_example_character():
+    # The demo model moves more with prompts that open with the character's description (its captions do).
+    from omnihuman_core.synth.examples import example_subject
+
+    wf = WORKFLOWS["01_image_audio_to_video.json"]
+    for node_type in ("OmniHumanAnalyzer", "OmniHumanSampler"):
+        (node,) = by_type(wf, node_type)
+        assert node["widgets_values"][0].startswith(example_subject("human") + " ")
+
+
 def test_workflow_2_is_the_full_system2_path(defs):
     wf = WORKFLOWS["02_system2_full.json"]
     (llm,) = by_type(wf, "OmniHumanLLM")
