@@ -69,7 +69,7 @@ def install() -> None:
     """Wrap every text encoder's `encode` (the trainer's frozen encoder and the renderer's) with the token."""
     from omnihuman_core.text.base import TextEncoder
 
-    for cls in {*TextEncoder.__subclasses__()}:
+    for cls in TextEncoder.__subclasses__():
         plain = cls.encode
         if getattr(plain, "_action_token", False):
             continue

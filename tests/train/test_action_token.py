@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from omnihuman_core.synth.vocab import ACTIONS
+from omnihuman_core.text.base import TextEncoder
 from omnihuman_core.text.builtin import BuiltinTextEncoder
 
 
@@ -39,7 +40,9 @@ def test_actions_get_distinct_fixed_vectors(script):
 
 def test_install_wraps_the_encoders_encode(script, monkeypatch):
     module = script("action_token")
-    monkeypatch.setattr(BuiltinTextEncoder, "encode", BuiltinTextEncoder.encode)  # restored after the test
+    # install() wraps every TextEncoder class imported so far; all are restored after the test.
+    for cls in TextEncoder.__subclasses__():
+        monkeypatch.setattr(cls, "encode", cls.encode)
     encoder = BuiltinTextEncoder.from_config("tiny")
     prompts = ["A robot points to its right, while talking.", ""]
     plain, plain_mask = encoder.encode(prompts)
